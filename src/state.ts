@@ -1,0 +1,30 @@
+/**
+ * Request state shared by the middlewares, typed once by declaration merging so that
+ * every middleware reads the same fields without casts.
+ */
+import type { Digest, ManifestReference } from './reference.js';
+import type { Upstream } from './upstream/types.js';
+
+export type OciRoute =
+  | { kind: 'base' }
+  | { kind: 'manifest'; name: string; reference: ManifestReference }
+  | { kind: 'blob'; name: string; digest: Digest }
+  | { kind: 'tags'; name: string; n?: number; last?: string }
+  | { kind: 'referrers'; name: string; digest: Digest; artifactType?: string };
+
+export interface UpstreamTarget {
+  upstream: Upstream;
+  /** The repository name as the upstream knows it (e.g. `library/alpine` for Docker Hub's `alpine`). */
+  repository: string;
+}
+
+declare module 'koa' {
+  interface DefaultState {
+    /** Set by the `ociRequest` middleware for every `/v2/` request it accepts. */
+    oci?: OciRoute;
+    /** Set by the `upstreamSelect` middleware. */
+    target?: UpstreamTarget;
+  }
+}
+
+export {};

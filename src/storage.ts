@@ -1,0 +1,80 @@
+/**
+ * The storage seam. Two small interfaces, so that blobs and metadata can live in different
+ * places (S3 blobs + Redis metadata) and so that an adapter with no rename (S3: multipart
+ * upload) or no files at all (Keyv: chunked values) fits without faking anything.
+ *
+ * Every adapter runs the shared conformance suite in `test/conformance/`.
+ */
+import type { Readable } from 'node:stream';
+
+export interface BlobInfo {
+  size: number;
+}
+
+export interface BlobReadOptions {
+  /** First byte, inclusive. */
+  start?: number;
+  /** Last byte, inclusive (HTTP Range semantics). */
+  end?: number;
+  signal?: AbortSignal;
+}
+
+export interface BlobPutOptions {
+  /** When known, a put whose byte count differs fails with SIZE_INVALID. */
+  size?: number;
+  /** Aborting rejects the put and leaves nothing behind. */
+  signal?: AbortSignal;
+}
+
+/**
+ * An optional capability: a store that keeps blobs in local files can take over a spool
+ * file that the caller already verified, by rename, instead of copying it through `put`.
+ */
+export interface SpoolCapability {
+  /** A directory on the same filesystem as the blobs, for in-progress fills. */
+  readonly dir: string;
+  /** Commits a verified file by moving it into place. The file is gone from `path` afterwards. */
+  adopt(digest: string, path: string, size: number): Promise<BlobInfo>;
+}
+
+export interface BlobStore {
+  /** Size of a committed blob; `undefined` when absent (a normal answer, not an error). */
+  stat(digest: string): Promise<BlobInfo | undefined>;
+  /** The committed blob or a byte range of it; `undefined` when absent. Ranges must lie within the blob. */
+  read(digest: string, options?: BlobReadOptions): Promise<Readable | undefined>;
+  /**
+   * Consumes `source` and commits it under `digest` only when its bytes hash to `digest`
+   * (and match `options.size`). Rejects with OciError DIGEST_INVALID / SIZE_INVALID on a
+   * mismatch, and with the cause on source error or abort. Whatever the failure, nothing
+   * becomes visible and temporary data is removed. Concurrent puts of one digest end with
+   * one committed blob and both resolve.
+   */
+  put(digest: string, source: Readable | AsyncIterable<Uint8Array>, options?: BlobPutOptions): Promise<BlobInfo>;
+  /** Removes a committed blob; resolves false when it was absent. */
+  delete(digest: string): Promise<boolean>;
+  /** Every committed blob, in no particular order. */
+  list(): AsyncIterable<{ digest: string; size: number }>;
+  /** Removes what an interrupted process left behind (temporary files, unfinished uploads). Run at start-up. */
+  recover?(): Promise<void>;
+  spool?: SpoolCapability;
+  close?(): Promise<void>;
+}
+
+/**
+ * Small JSON records: tag → digest mappings, manifest media types, later access records.
+ * Values must survive JSON round-tripping.
+ */
+export interface MetadataStore {
+  get<T = unknown>(key: string): Promise<T | undefined>;
+  set(key: string, value: unknown): Promise<void>;
+  /** Resolves false when the key was absent. */
+  delete(key: string): Promise<boolean>;
+  /** Every key that starts with `prefix`, with its value. */
+  list<T = unknown>(prefix: string): AsyncIterable<[key: string, value: T]>;
+  close?(): Promise<void>;
+}
+
+export interface Storage {
+  blobs: BlobStore;
+  meta: MetadataStore;
+}

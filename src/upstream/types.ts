@@ -1,0 +1,62 @@
+import type { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+
+export interface UpstreamCredentials {
+  username: string;
+  password: string;
+}
+
+export interface UpstreamTimeouts {
+  /** TCP + TLS connect, ms. */
+  connect?: number;
+  /** Until the response headers arrive, ms. */
+  headers?: number;
+  /** Longest silence between two body chunks, ms. */
+  body?: number;
+}
+
+export interface UpstreamOptions {
+  /** The registry this upstream stands for, e.g. `docker.io`. */
+  name: string;
+  /** Where it is reached, e.g. `https://registry-1.docker.io`. */
+  url: string;
+  credentials?: UpstreamCredentials;
+  timeouts?: UpstreamTimeouts;
+  /** Connections per origin. */
+  connections?: number;
+  /** Injected for tests; the upstream creates its own pools otherwise. */
+  dispatcher?: Dispatcher;
+}
+
+export interface UpstreamRequest {
+  method: 'GET' | 'HEAD';
+  /** Upstream-side repository name; it decides the token scope (`repository:<name>:pull`). */
+  repository: string;
+  /** Path and query below the upstream's origin, e.g. `/v2/library/alpine/manifests/3.20`. */
+  path: string;
+  headers?: Record<string, string>;
+  signal?: AbortSignal;
+}
+
+export interface UpstreamResponse {
+  status: number;
+  /** Lower-case names. */
+  headers: Record<string, string | string[] | undefined>;
+  /** Must be consumed or destroyed by the caller, or the connection leaks. Empty for HEAD. */
+  body: Readable;
+  /** The URL that finally answered, after redirects. */
+  url: string;
+}
+
+export interface Upstream {
+  readonly name: string;
+  readonly url: string;
+  /**
+   * Sends a request with authentication handled (Bearer handshake or basic), redirects
+   * followed (never carrying `Authorization` to another origin). HTTP errors come back as
+   * responses; only a failure to get any answer (refused, reset, timeout) rejects, with an
+   * OciError UNAVAILABLE carrying the cause.
+   */
+  request(req: UpstreamRequest): Promise<UpstreamResponse>;
+  close(): Promise<void>;
+}
