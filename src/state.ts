@@ -4,6 +4,7 @@
  */
 import type { Digest, ManifestReference } from './reference.js';
 import type { Upstream } from './upstream/types.js';
+import type {} from 'koa';
 
 export type OciRoute =
   | { kind: 'base' }
