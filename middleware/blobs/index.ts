@@ -1,0 +1,127 @@
+/**
+ * Serves `GET`/`HEAD /v2/<name>/blobs/<digest>`: from storage when cached (with Range), and
+ * otherwise by joining or starting the one fill of that blob. The fill is not this request's:
+ * the body handed to koa is a reader of the fill, so a client that hangs up destroys only
+ * its own reader and the blob is still cached.
+ */
+import type { Middleware, ParameterizedContext } from 'koa';
+import parseRange from 'range-parser';
+import { OciError } from '../../src/errors.js';
+import type { Fills, FillSource } from '../../src/fill/index.js';
+import { discard, header, matchesEtag } from '../../src/http.js';
+import type { Digest } from '../../src/reference.js';
+import type { UpstreamTarget } from '../../src/state.js';
+import type { BlobStore } from '../../src/storage.js';
+import { upstreamError } from '../../src/upstream/errors.js';
+import '../../src/state.js';
+import { requireTarget } from '../upstream/index.js';
+
+export interface BlobCacheOptions {
+  blobs: BlobStore;
+  fills: Fills;
+}
+
+export const blobCache = ({ blobs, fills }: BlobCacheOptions): Middleware =>
+  async function blobCache(ctx, next) {
+    const route = ctx.state.oci;
+    if (route?.kind !== 'blob') return next();
+    const target = requireTarget(ctx);
+    const digest = route.digest;
+    const etag = `"${digest.value}"`;
+    ctx.set('Docker-Content-Digest', digest.value);
+    ctx.set('ETag', etag);
+    if (matchesEtag(ctx.get('If-None-Match'), etag) && (fills.get(digest.value) || (await blobs.stat(digest.value)))) {
+      ctx.status = 304;
+      return;
+    }
+
+    let fill = fills.get(digest.value);
+    if (!fill) {
+      const info = await blobs.stat(digest.value);
+      if (info) {
+        ctx.set('X-Mirror-Cache', 'HIT');
+        return sendRange(ctx, info.size, (start, end) => blobs.read(digest.value, { start, end }));
+      }
+      // A HEAD is a question, not a reason to pull a whole layer: ask the upstream the same.
+      if (ctx.method === 'HEAD') return headUpstream(ctx, target, digest);
+      fill = fills.acquire(digest, upstreamBlob(target, digest));
+      ctx.set('X-Mirror-Cache', 'MISS');
+    } else {
+      ctx.set('X-Mirror-Cache', 'JOIN');
+    }
+
+    const { size } = await fill.ready;
+    const active = fill;
+    if (size === undefined) {
+      // Without a declared size there is no Range to honour until the fill ends.
+      ctx.status = 200;
+      ctx.set('Content-Type', 'application/octet-stream');
+      if (ctx.method !== 'HEAD') ctx.body = await active.reader();
+      return;
+    }
+    return sendRange(ctx, size, (start, end) => active.reader(start, end));
+  };
+
+type Open = (start: number, end: number) => Promise<NodeJS.ReadableStream | undefined>;
+
+async function sendRange(ctx: ParameterizedContext, size: number, open: Open): Promise<void> {
+  ctx.set('Accept-Ranges', 'bytes');
+  ctx.set('Content-Type', 'application/octet-stream');
+  let start = 0;
+  let end = size - 1;
+  const rangeHeader = ctx.get('Range');
+  if (rangeHeader && size > 0) {
+    const ranges = parseRange(size, rangeHeader, { combine: true });
+    if (ranges === -1) {
+      throw new OciError('RANGE_INVALID', 'requested range not satisfiable', {
+        headers: { 'Content-Range': `bytes */${size}` },
+      });
+    }
+    // Malformed or multi-part ranges are ignored, as RFC 9110 allows: the whole blob follows.
+    if (Array.isArray(ranges) && ranges.length === 1 && ranges.type === 'bytes') {
+      start = ranges[0]!.start;
+      end = ranges[0]!.end;
+      ctx.status = 206;
+      ctx.set('Content-Range', `bytes ${start}-${end}/${size}`);
+    }
+  }
+  if (ctx.status !== 206) ctx.status = 200;
+  if (ctx.method === 'HEAD' || size === 0) {
+    ctx.length = size === 0 ? 0 : end - start + 1;
+    if (size === 0 && ctx.method !== 'HEAD') ctx.body = Buffer.alloc(0);
+    return;
+  }
+  const stream = await open(start, end);
+  if (!stream) throw new OciError('BLOB_UNKNOWN', 'blob unknown to registry');
+  ctx.body = stream;
+  ctx.length = end - start + 1;
+}
+
+function upstreamBlob(target: UpstreamTarget, digest: Digest): FillSource {
+  return async (signal) => {
+    const res = await target.upstream.request({
+      method: 'GET',
+      repository: target.repository,
+      path: `/v2/${target.repository}/blobs/${digest.value}`,
+      signal,
+    });
+    if (res.status !== 200) throw await upstreamError(res, 'BLOB_UNKNOWN');
+    const length = header(res.headers, 'content-length');
+    return { size: length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined, body: res.body };
+  };
+}
+
+async function headUpstream(ctx: ParameterizedContext, target: UpstreamTarget, digest: Digest): Promise<void> {
+  const res = await target.upstream.request({
+    method: 'HEAD',
+    repository: target.repository,
+    path: `/v2/${target.repository}/blobs/${digest.value}`,
+  });
+  if (res.status !== 200) throw await upstreamError(res, 'BLOB_UNKNOWN');
+  discard(res.body);
+  const length = header(res.headers, 'content-length');
+  ctx.status = 200;
+  ctx.set('X-Mirror-Cache', 'MISS');
+  ctx.set('Content-Type', 'application/octet-stream');
+  if (length !== undefined && /^\d+$/.test(length)) ctx.length = Number(length);
+}

@@ -1,0 +1,203 @@
+/**
+ * Manifest caching rules, apart from koa so they can be tested and reused on their own.
+ *
+ * - By digest: immutable. Served from storage; fetched once and verified against the digest
+ *   before it is stored or served.
+ * - By tag: the tag maps to a digest for `tagTtl`; after that one upstream HEAD revalidates
+ *   it (Docker Hub does not count HEADs against its rate limit) and the body is fetched only
+ *   when the digest changed. When the upstream is down or overloaded a cached tag is served
+ *   stale; an upstream 404 is passed through and forgets the tag.
+ */
+import { Readable } from 'node:stream';
+import { digestOf } from '../../src/digest.js';
+import { OciError, isOciError } from '../../src/errors.js';
+import { discard, header, readCapped } from '../../src/http.js';
+import { baseMediaType, declaredMediaType, MANIFEST_ACCEPT, MediaTypes } from '../../src/media-types.js';
+import { parseDigest, type Digest, type DigestAlgorithm } from '../../src/reference.js';
+import type { UpstreamTarget } from '../../src/state.js';
+import type { BlobStore, MetadataStore } from '../../src/storage.js';
+import { upstreamError } from '../../src/upstream/errors.js';
+
+export interface ManifestEntry {
+  digest: string;
+  mediaType: string;
+  size: number;
+}
+
+export type CacheStatus = 'HIT' | 'MISS' | 'REVALIDATED' | 'STALE';
+
+export interface ManifestResult {
+  entry: ManifestEntry;
+  body: Buffer;
+  cache: CacheStatus;
+}
+
+interface ManifestRecord {
+  mediaType: string;
+  size: number;
+}
+
+interface TagRecord extends ManifestEntry {
+  /** When the upstream last confirmed this mapping (ms since the epoch). */
+  checkedAt: number;
+}
+
+export interface ManifestCacheOptions {
+  blobs: BlobStore;
+  meta: MetadataStore;
+  /** How long a tag is trusted without asking the upstream, ms. */
+  tagTtl?: number;
+  maxManifestBytes?: number;
+  now?: () => number;
+}
+
+export const manifestKey = (digest: string): string => `manifest/${digest}`;
+/** Tags are per upstream: `nginx:latest` from two registries must never mix. */
+export const tagKey = (t: UpstreamTarget, tag: string): string => `tag/${t.upstream.name}/${t.repository}:${tag}`;
+
+export class ManifestCache {
+  private readonly blobs: BlobStore;
+  private readonly meta: MetadataStore;
+  private readonly tagTtl: number;
+  private readonly max: number;
+  private readonly now: () => number;
+  /** Concurrent misses for one manifest share one upstream request. */
+  private readonly inFlight = new Map<string, Promise<{ entry: ManifestEntry; body: Buffer }>>();
+
+  constructor(options: ManifestCacheOptions) {
+    this.blobs = options.blobs;
+    this.meta = options.meta;
+    this.tagTtl = options.tagTtl ?? 300_000;
+    this.max = options.maxManifestBytes ?? 4 * 1024 * 1024;
+    this.now = options.now ?? Date.now;
+  }
+
+  async byDigest(target: UpstreamTarget, digest: Digest): Promise<ManifestResult> {
+    const stored = await this.stored(digest.value);
+    if (stored) return { ...stored, cache: 'HIT' };
+    const fetched = await this.fetch(target, digest.value, digest);
+    return { ...fetched, cache: 'MISS' };
+  }
+
+  async byTag(target: UpstreamTarget, tag: string): Promise<ManifestResult> {
+    const key = tagKey(target, tag);
+    const record = await this.meta.get<TagRecord>(key);
+    const cached = record ? await this.stored(record.digest) : undefined;
+    if (record && cached && this.now() - record.checkedAt < this.tagTtl) return { ...cached, cache: 'HIT' };
+
+    let upstreamDigest: string | undefined;
+    try {
+      upstreamDigest = await this.headDigest(target, tag);
+    } catch (err) {
+      if (cached && isTransient(err)) return { ...cached, cache: 'STALE' };
+      if (isOciError(err) && err.code === 'MANIFEST_UNKNOWN') await this.meta.delete(key);
+      throw err;
+    }
+
+    if (cached && upstreamDigest === cached.entry.digest) {
+      await this.meta.set(key, { ...cached.entry, checkedAt: this.now() } satisfies TagRecord);
+      return { ...cached, cache: 'REVALIDATED' };
+    }
+    // Another tag may already have brought this digest in.
+    const known = upstreamDigest ? await this.stored(upstreamDigest) : undefined;
+    let result: { entry: ManifestEntry; body: Buffer };
+    let status: CacheStatus = 'MISS';
+    if (known) {
+      result = known;
+      status = 'REVALIDATED';
+    } else {
+      try {
+        result = await this.fetch(target, tag, upstreamDigest ? safeDigest(upstreamDigest) : undefined);
+      } catch (err) {
+        if (cached && isTransient(err)) return { ...cached, cache: 'STALE' };
+        throw err;
+      }
+    }
+    await this.meta.set(key, { ...result.entry, checkedAt: this.now() } satisfies TagRecord);
+    return { ...result, cache: status };
+  }
+
+  /** A manifest from storage, or undefined when its record or its bytes are missing. */
+  private async stored(digest: string): Promise<{ entry: ManifestEntry; body: Buffer } | undefined> {
+    const record = await this.meta.get<ManifestRecord>(manifestKey(digest));
+    if (!record) return undefined;
+    const stream = await this.blobs.read(digest);
+    if (!stream) return undefined;
+    const body = await readCapped(stream, this.max, 'stored manifest');
+    return { entry: { digest, mediaType: record.mediaType, size: body.length }, body };
+  }
+
+  /** The digest the upstream currently maps the tag to, from a HEAD; undefined if it does not say. */
+  private async headDigest(target: UpstreamTarget, tag: string): Promise<string | undefined> {
+    const res = await target.upstream.request({
+      method: 'HEAD',
+      repository: target.repository,
+      path: `/v2/${target.repository}/manifests/${tag}`,
+      headers: { accept: MANIFEST_ACCEPT },
+    });
+    if (res.status !== 200) throw await upstreamError(res, 'MANIFEST_UNKNOWN');
+    discard(res.body);
+    return header(res.headers, 'docker-content-digest');
+  }
+
+  private fetch(target: UpstreamTarget, reference: string, expected?: Digest): Promise<{ entry: ManifestEntry; body: Buffer }> {
+    const key = `${target.upstream.name}\n${target.repository}\n${reference}`;
+    let pending = this.inFlight.get(key);
+    if (!pending) {
+      pending = this.fetchOnce(target, reference, expected).finally(() => this.inFlight.delete(key));
+      this.inFlight.set(key, pending);
+    }
+    return pending;
+  }
+
+  private async fetchOnce(target: UpstreamTarget, reference: string, expected?: Digest): Promise<{ entry: ManifestEntry; body: Buffer }> {
+    const res = await target.upstream.request({
+      method: 'GET',
+      repository: target.repository,
+      path: `/v2/${target.repository}/manifests/${reference}`,
+      headers: { accept: MANIFEST_ACCEPT },
+    });
+    if (res.status !== 200) throw await upstreamError(res, 'MANIFEST_UNKNOWN');
+    const body = await readCapped(res.body, this.max, 'upstream manifest');
+
+    const announced = header(res.headers, 'docker-content-digest');
+    const algorithm: DigestAlgorithm = expected?.algorithm ?? (announced ? safeDigest(announced)?.algorithm : undefined) ?? 'sha256';
+    const digest = digestOf(body, algorithm);
+    if (expected && digest !== expected.value) {
+      throw new OciError('DIGEST_INVALID', `upstream manifest does not match ${expected.value}`, { status: 502 });
+    }
+    if (announced && safeDigest(announced) && announced !== digest) {
+      throw new OciError('DIGEST_INVALID', `upstream manifest does not match its Docker-Content-Digest`, { status: 502 });
+    }
+    const mediaType =
+      declaredMediaType(body) ?? baseMediaType(header(res.headers, 'content-type')) ?? MediaTypes.ociManifest;
+    if (!isJsonObject(body)) throw new OciError('MANIFEST_INVALID', 'upstream sent a manifest that is not JSON', { status: 502 });
+
+    await this.blobs.put(digest, Readable.from([body]), { size: body.length });
+    await this.meta.set(manifestKey(digest), { mediaType, size: body.length } satisfies ManifestRecord);
+    return { entry: { digest, mediaType, size: body.length }, body };
+  }
+}
+
+/** Failures that say "not now" rather than "no": worth serving a stale copy over. */
+function isTransient(err: unknown): boolean {
+  if (!isOciError(err)) return false;
+  return err.code === 'UNAVAILABLE' || err.code === 'TOOMANYREQUESTS' || err.status >= 500;
+}
+
+function safeDigest(value: string): Digest | undefined {
+  try {
+    return parseDigest(value);
+  } catch {
+    return undefined;
+  }
+}
+
+function isJsonObject(body: Buffer): boolean {
+  try {
+    const v: unknown = JSON.parse(body.toString('utf8'));
+    return typeof v === 'object' && v !== null && !Array.isArray(v);
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,48 @@
+/**
+ * Serves `GET`/`HEAD /v2/<name>/manifests/<reference>` from the manifest cache, with the
+ * stored bytes exactly as the upstream sent them.
+ */
+import type { Middleware } from 'koa';
+import { OciError } from '../../src/errors.js';
+import { matchesEtag } from '../../src/http.js';
+import '../../src/state.js';
+import { requireTarget } from '../upstream/index.js';
+import { ManifestCache, type ManifestCacheOptions, type ManifestResult } from './cache.js';
+
+export { ManifestCache, manifestKey, tagKey, type ManifestCacheOptions, type ManifestEntry, type ManifestResult } from './cache.js';
+
+export type ManifestCacheMiddlewareOptions = ManifestCacheOptions | { cache: ManifestCache };
+
+export const manifestCache = (options: ManifestCacheMiddlewareOptions): Middleware => {
+  const cache = 'cache' in options ? options.cache : new ManifestCache(options);
+  return async function manifestCache(ctx, next) {
+    const route = ctx.state.oci;
+    if (route?.kind !== 'manifest') return next();
+    const target = requireTarget(ctx);
+    const result =
+      route.reference.kind === 'digest'
+        ? await cache.byDigest(target, route.reference.digest)
+        : await cache.byTag(target, route.reference.tag);
+    send(ctx, result);
+  };
+};
+
+function send(ctx: Parameters<Middleware>[0], { entry, body, cache }: ManifestResult): void {
+  // The spec: a manifest whose type the client did not ask for is unknown to that client.
+  if (ctx.get('Accept') && !ctx.accepts(entry.mediaType)) {
+    throw new OciError('MANIFEST_UNKNOWN', `manifest is ${entry.mediaType}, which the request does not accept`);
+  }
+  const etag = `"${entry.digest}"`;
+  ctx.set('Docker-Content-Digest', entry.digest);
+  ctx.set('ETag', etag);
+  ctx.set('X-Mirror-Cache', cache);
+  if (cache === 'STALE') ctx.set('Warning', '110 - "Response is Stale"');
+  if (matchesEtag(ctx.get('If-None-Match'), etag)) {
+    ctx.status = 304;
+    return;
+  }
+  ctx.status = 200;
+  ctx.body = body;
+  ctx.set('Content-Type', entry.mediaType);
+  ctx.length = body.length;
+}

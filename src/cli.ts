@@ -1,0 +1,63 @@
+#!/usr/bin/env node
+/**
+ * `oci-mirror [--config mirror.yaml]`: runs a mirror. Without a config it mirrors Docker Hub
+ * on 127.0.0.1:5000 with filesystem storage in ./data. A bad config exits 2 before anything
+ * starts; SIGTERM lets fills in flight finish (bounded) and exits 0.
+ */
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfigFile, parseConfig } from './config.js';
+import { startServer } from './server.js';
+
+const USAGE = `Usage: oci-mirror [--config FILE]
+
+  -c, --config FILE   YAML configuration (default: mirror Docker Hub on 127.0.0.1:5000, storage in ./data)
+  -h, --help          show this help
+`;
+
+async function main(argv: string[]): Promise<number> {
+  let values: { config?: string; help?: boolean };
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+    }));
+  } catch (err) {
+    process.stderr.write(`oci-mirror: ${(err as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  let config;
+  try {
+    config = values.config ? await loadConfigFile(values.config) : parseConfig({});
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`oci-mirror: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const server = await startServer(config);
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
+      resolve();
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+  await server.close();
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`oci-mirror: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,154 @@
+/**
+ * The configuration file: YAML, validated once at start-up with zod so that every error
+ * names the key it is about. The minimal shape from the first release must keep working
+ * as the schema grows, so every new key gets a default.
+ */
+import { readFile } from 'node:fs/promises';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { z } from 'zod';
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** A duration: a number of seconds, or a string such as `250ms`, `30s`, `5m`, `2h`, `7d`. Parsed to milliseconds. */
+const duration = z.union([z.number().nonnegative(), z.string()]).transform((v, ctx) => {
+  if (typeof v === 'number') return Math.round(v * 1000);
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/.exec(v.trim());
+  if (!m) {
+    ctx.addIssue({ code: 'custom', message: `"${v}" is not a duration (use a number of seconds, or e.g. 30s, 5m, 2h)` });
+    return z.NEVER;
+  }
+  return Math.round(Number(m[1]) * UNITS[m[2]!]!);
+});
+
+const listen = z.string().refine((v) => parseListen(v) !== undefined, {
+  message: 'must be "host:port" or ":port" with a port from 0 to 65535',
+});
+
+const httpUrl = z.string().refine(
+  (v) => {
+    try {
+      const u = new URL(v);
+      return (u.protocol === 'http:' || u.protocol === 'https:') && u.pathname.replace(/\/+$/, '') === '' && !u.search;
+    } catch {
+      return false;
+    }
+  },
+  { message: 'must be an http:// or https:// origin without a path, e.g. https://registry-1.docker.io' },
+);
+
+const upstreamSchema = z
+  .object({
+    name: z.string().min(1, 'must name the registry this upstream stands for, e.g. docker.io'),
+    url: httpUrl,
+    username: z.string().optional(),
+    password: z.string().optional(),
+    timeouts: z
+      .object({ connect: duration.optional(), headers: duration.optional(), body: duration.optional() })
+      .strict()
+      .optional(),
+    connections: z.number().int().positive().optional(),
+  })
+  .strict()
+  .refine((u) => (u.username === undefined) === (u.password === undefined), {
+    message: 'username and password go together',
+    path: ['password'],
+  });
+
+const storageSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('fs'), path: z.string().min(1), fsync: z.boolean().default(true) }).strict(),
+]);
+
+export const configSchema = z
+  .object({
+    listen: listen.prefault('127.0.0.1:5000'),
+    storage: storageSchema.prefault({ type: 'fs', path: './data' }),
+    upstreams: z
+      .array(upstreamSchema)
+      .min(1, 'needs at least one upstream')
+      .prefault([{ name: 'docker.io', url: 'https://registry-1.docker.io' }]),
+    cache: z
+      .object({
+        /** How long a tag maps to a digest before it is revalidated upstream with a HEAD. */
+        tagTtl: duration.prefault('5m'),
+        /** Manifests larger than this are refused (the spec suggests registries accept at least 4 MiB). */
+        maxManifestBytes: z.number().int().positive().default(4 * 1024 * 1024),
+      })
+      .strict()
+      .prefault({}),
+    fill: z
+      .object({
+        /** The longest a blob fill may take, whoever is waiting for it. */
+        timeout: duration.prefault('1h'),
+        /** Where in-progress fills spool when the blob store has no local spool of its own. */
+        spoolDir: z.string().optional(),
+      })
+      .strict()
+      .prefault({}),
+    /** How long SIGTERM waits for fills in flight before exiting. */
+    shutdownGrace: duration.prefault('30s'),
+  })
+  .strict();
+
+export type MirrorConfigInput = z.input<typeof configSchema>;
+export type MirrorConfig = z.output<typeof configSchema>;
+export type UpstreamConfig = MirrorConfig['upstreams'][number];
+
+const validated = new WeakSet<object>();
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    message: string,
+    readonly problems: string[] = [message],
+  ) {
+    super(message);
+  }
+}
+
+/** Validates an object (from YAML or from code); throws ConfigError naming every bad key. */
+export function parseConfig(input: unknown, source = 'config'): MirrorConfig {
+  // Parsing converts units (durations to ms), so a parsed config must not be parsed again.
+  if (typeof input === 'object' && input !== null && validated.has(input)) return input as MirrorConfig;
+  const result = configSchema.safeParse(input ?? {});
+  if (result.success) {
+    validated.add(result.data);
+    return result.data;
+  }
+  const problems = result.error.issues.map((issue) => {
+    const key = issue.path.length ? formatPath(issue.path) : '(top level)';
+    return `${key}: ${issue.message}`;
+  });
+  throw new ConfigError(`${source} is invalid:\n  ${problems.join('\n  ')}`, problems);
+}
+
+export async function loadConfigFile(path: string): Promise<MirrorConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`);
+  }
+  let data: unknown;
+  try {
+    data = parseYaml(text, { prettyErrors: true });
+  } catch (err) {
+    const msg = err instanceof YAMLParseError ? err.message : String(err);
+    throw new ConfigError(`${path} is not valid YAML: ${msg}`);
+  }
+  return parseConfig(data, path);
+}
+
+export function parseListen(value: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value);
+  if (!m) return undefined;
+  const port = Number(m[3]);
+  if (port > 65535) return undefined;
+  const host = m[1] ?? m[2] ?? '';
+  return { host: host === '' ? '0.0.0.0' : host, port };
+}
+
+function formatPath(path: ReadonlyArray<PropertyKey>): string {
+  return path
+    .map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`))
+    .join('');
+}

@@ -1,0 +1,247 @@
+/**
+ * One upstream fetch of one blob, streamed into a spool file that every waiting client
+ * reads from, and committed to the blob store only after its size and digest check out.
+ *
+ * The fill owns its lifecycle. It is never the stream handed to koa: koa destroys a body
+ * stream when the client hangs up, and the layer would then never be cached (the bug that
+ * distribution's proxy shipped). Clients get their own readers on the spool file; destroying
+ * one of them releases that reader and nothing else. The fill stops only when the upstream
+ * fails, its own timeout fires, or the owner shuts it down.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdir, open, unlink, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { DigestVerifier } from '../digest.js';
+import { OciError } from '../errors.js';
+import type { Digest } from '../reference.js';
+import type { BlobStore } from '../storage.js';
+import { FillReader } from './reader.js';
+
+export interface FillSourceResponse {
+  /** Declared size, when the upstream sent a Content-Length. */
+  size: number | undefined;
+  body: Readable;
+}
+
+/** Opens the upstream body; rejects with an OciError for an upstream that answers with an error. */
+export type FillSource = (signal: AbortSignal) => Promise<FillSourceResponse>;
+
+export type FillState = 'starting' | 'running' | 'verified' | 'committed' | 'failed';
+
+export interface FillOptions {
+  store: BlobStore;
+  /** Where to spool when the store has no spool capability of its own. */
+  spoolDir: string;
+  signal: AbortSignal;
+}
+
+export class Fill {
+  readonly digest: Digest;
+  /** Resolves once the upstream answered (with the declared size), or rejects with its error. */
+  readonly ready: Promise<{ size: number | undefined }>;
+  /** Resolves once the blob is committed to the store; rejects when the fill failed. */
+  readonly done: Promise<void>;
+
+  state: FillState = 'starting';
+  error: Error | undefined;
+  /** Bytes in the spool so far. */
+  written = 0;
+  /** Declared size until the end, then the verified size. */
+  size: number | undefined;
+  /** Set when the store already had the blob: readers go to the store instead of the spool. */
+  alreadyStored = false;
+
+  private handle: FileHandle | undefined;
+  private readers = 0;
+  private wake: (() => void) | undefined;
+  private wakePromise: Promise<void> | undefined;
+  private readonly options: FillOptions;
+  private readonly controller = new AbortController();
+
+  constructor(digest: Digest, source: FillSource, options: FillOptions) {
+    this.digest = digest;
+    this.options = options;
+    const signal = AbortSignal.any([options.signal, this.controller.signal]);
+    let readyResolve!: (v: { size: number | undefined }) => void;
+    let readyReject!: (e: Error) => void;
+    this.ready = new Promise((res, rej) => {
+      readyResolve = res;
+      readyReject = rej;
+    });
+    this.done = this.run(source, signal, readyResolve, readyReject);
+    // Both are observed by whoever awaits them; these keep an unobserved failure from crashing the process.
+    this.ready.catch(() => {});
+    this.done.catch(() => {});
+  }
+
+  /** Bytes a reader may hand out now: the last byte waits until the digest has been checked. */
+  get readable(): number {
+    return this.state === 'verified' || this.state === 'committed' ? this.written : Math.max(0, this.written - 1);
+  }
+
+  get settled(): boolean {
+    return this.state === 'committed' || this.state === 'failed';
+  }
+
+  /** Resolves at the next progress or state change. */
+  changed(): Promise<void> {
+    if (this.settled) return Promise.resolve();
+    this.wakePromise ??= new Promise<void>((resolve) => {
+      this.wake = resolve;
+    });
+    return this.wakePromise;
+  }
+
+  /**
+   * A reader of bytes [start, end] (inclusive; `end` defaults to the last byte). Slow readers
+   * only slow themselves: they read the spool file at their own pace. Once the spool is gone
+   * (the blob was already stored, or committed and closed), the store serves the bytes.
+   */
+  async reader(start = 0, end?: number): Promise<Readable> {
+    if (this.state === 'failed') throw this.error;
+    if (this.alreadyStored || (this.state === 'committed' && !this.handle)) {
+      const stream = await this.options.store.read(this.digest.value, { start, end });
+      if (!stream) throw new OciError('BLOB_UNKNOWN', `blob ${this.digest.value} vanished from storage`);
+      return stream;
+    }
+    this.readers++;
+    return new FillReader(this, start, end, () => this.release());
+  }
+
+  /** Positional read from the spool; safe while the fill is still writing. */
+  async readAt(buffer: Buffer, position: number): Promise<number> {
+    if (!this.handle) throw this.error ?? new Error('spool is not open');
+    const { bytesRead } = await this.handle.read(buffer, 0, buffer.length, position);
+    return bytesRead;
+  }
+
+  /** Stops the fill; nothing is committed. */
+  abort(reason: Error = new OciError('UNAVAILABLE', 'blob fill aborted')): void {
+    this.controller.abort(reason);
+  }
+
+  private notify(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    this.wakePromise = undefined;
+    wake?.();
+  }
+
+  private release(): void {
+    this.readers--;
+    this.maybeClose();
+  }
+
+  private maybeClose(): void {
+    if (this.readers === 0 && this.settled && this.handle) {
+      const handle = this.handle;
+      this.handle = undefined;
+      handle.close().catch(() => {});
+    }
+  }
+
+  private async run(
+    source: FillSource,
+    signal: AbortSignal,
+    readyResolve: (v: { size: number | undefined }) => void,
+    readyReject: (e: Error) => void,
+  ): Promise<void> {
+    const { store } = this.options;
+    let spoolPath: string | undefined;
+    let body: Readable | undefined;
+    let put: Promise<unknown> | undefined;
+    const putAbort = new AbortController();
+    try {
+      // A fill that finished a moment ago may have committed between the caller's stat and now.
+      const existing = await store.stat(this.digest.value);
+      if (existing) {
+        this.alreadyStored = true;
+        this.size = existing.size;
+        this.written = existing.size;
+        readyResolve({ size: existing.size });
+        this.state = 'committed';
+        return;
+      }
+
+      const dir = store.spool?.dir ?? this.options.spoolDir;
+      await mkdir(dir, { recursive: true });
+      spoolPath = join(dir, `${this.digest.hex.slice(0, 16)}-${randomUUID()}.fill`);
+      this.handle = await open(spoolPath, 'w+');
+      if (!store.spool) {
+        // Nothing needs the name any more: an unlinked spool vanishes by itself if the process dies.
+        await unlink(spoolPath);
+        spoolPath = undefined;
+      }
+
+      const res = await source(signal);
+      body = res.body;
+      this.size = res.size;
+      this.state = 'running';
+      readyResolve({ size: res.size });
+
+      if (!store.spool) {
+        // Stores without a local spool (S3, Keyv) take the bytes through put(), which verifies
+        // on its own; it follows the spool like any other reader, so it cannot slow the fill.
+        this.readers++;
+        const source = new FillReader(this, 0, undefined, () => this.release(), { holdTail: false });
+        put = store.put(this.digest.value, source, { size: res.size, signal: putAbort.signal });
+        put.catch(() => {});
+      }
+
+      const verifier = new DigestVerifier(this.digest, res.size);
+      const onAbort = () => body?.destroy(signal.reason as Error);
+      signal.addEventListener('abort', onAbort, { once: true });
+      try {
+        signal.throwIfAborted();
+        for await (const chunk of body as AsyncIterable<Buffer>) {
+          verifier.update(chunk);
+          let off = 0;
+          while (off < chunk.length) {
+            const { bytesWritten } = await this.handle.write(chunk, off, chunk.length - off, this.written);
+            off += bytesWritten;
+            this.written += bytesWritten;
+          }
+          this.notify();
+        }
+        signal.throwIfAborted();
+      } finally {
+        signal.removeEventListener('abort', onAbort);
+      }
+      this.size = verifier.verify();
+      this.state = 'verified';
+      this.notify();
+
+      if (store.spool && spoolPath) {
+        await store.spool.adopt(this.digest.value, spoolPath, this.size);
+        spoolPath = undefined;
+      } else if (put) {
+        await put;
+      }
+      this.state = 'committed';
+      this.notify();
+    } catch (err) {
+      const error = toError(err, signal);
+      this.error = error;
+      this.state = 'failed';
+      body?.destroy();
+      putAbort.abort(error);
+      readyReject(error);
+      this.notify();
+      if (spoolPath) await unlink(spoolPath).catch(() => {});
+      throw error;
+    } finally {
+      this.maybeClose();
+    }
+  }
+}
+
+function toError(err: unknown, signal: AbortSignal): Error {
+  if (signal.aborted && signal.reason instanceof Error) {
+    const reason = signal.reason;
+    if (reason.name === 'TimeoutError') return new OciError('UNAVAILABLE', 'blob fill timed out', { cause: reason });
+    return reason;
+  }
+  if (err instanceof Error) return err;
+  return new Error(String(err));
+}

@@ -1,0 +1,74 @@
+/**
+ * The registry of fills in flight, held in a factory's closure (never module-global: two
+ * mirrors in one process must not share it). Every request for a blob that is being filled
+ * joins that fill, so one upstream GET serves any number of clients.
+ */
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { OciError } from '../errors.js';
+import type { Digest } from '../reference.js';
+import type { BlobStore } from '../storage.js';
+import { Fill, type FillSource } from './fill.js';
+
+export { Fill, type FillSource, type FillSourceResponse, type FillState } from './fill.js';
+
+export interface FillsOptions {
+  store: BlobStore;
+  /** The longest one fill may take, ms. */
+  timeout?: number;
+  /** Spool directory for stores without a local spool of their own. */
+  spoolDir?: string;
+  /** Observes every fill that starts (metrics, logs). */
+  onFill?: (fill: Fill) => void;
+}
+
+export interface Fills {
+  /** The fill in flight for this digest, if any. */
+  get(digest: string): Fill | undefined;
+  /** Joins the fill in flight for this digest, or starts one from `source`. */
+  acquire(digest: Digest, source: FillSource): Fill;
+  /** Fills in flight. */
+  readonly size: number;
+  /** Waits up to `graceMs` for fills in flight to finish, then aborts the rest. */
+  drain(graceMs: number): Promise<void>;
+}
+
+export function createFills(options: FillsOptions): Fills {
+  const { store, timeout = 3_600_000, onFill } = options;
+  const spoolDir = options.spoolDir ?? join(tmpdir(), 'koa-oci-mirror-spool');
+  const inFlight = new Map<string, Fill>();
+  const shutdown = new AbortController();
+
+  return {
+    get: (digest) => inFlight.get(digest),
+    get size() {
+      return inFlight.size;
+    },
+    acquire(digest, source) {
+      const current = inFlight.get(digest.value);
+      if (current) return current;
+      if (shutdown.signal.aborted) throw new OciError('UNAVAILABLE', 'mirror is shutting down');
+      const signal = AbortSignal.any([shutdown.signal, AbortSignal.timeout(timeout)]);
+      const fill = new Fill(digest, source, { store, spoolDir, signal });
+      inFlight.set(digest.value, fill);
+      const forget = () => {
+        if (inFlight.get(digest.value) === fill) inFlight.delete(digest.value);
+      };
+      fill.done.then(forget, forget);
+      onFill?.(fill);
+      return fill;
+    },
+    async drain(graceMs) {
+      const pending = [...inFlight.values()].map((f) => f.done.catch(() => {}));
+      let timer: NodeJS.Timeout | undefined;
+      const grace = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, graceMs);
+        timer.unref();
+      });
+      await Promise.race([Promise.all(pending), grace]);
+      clearTimeout(timer);
+      shutdown.abort(new OciError('UNAVAILABLE', 'mirror is shutting down'));
+      await Promise.all(pending);
+    },
+  };
+}

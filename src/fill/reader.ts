@@ -1,0 +1,91 @@
+/**
+ * A client's view of a fill in progress: reads the spool file from its own position and
+ * waits for the fill to catch up. It applies backpressure only to itself, so a stalled
+ * client never holds back the fill or the other clients, and memory per client stays at
+ * one chunk plus the stream's buffer.
+ */
+import { Readable } from 'node:stream';
+import type { Fill } from './fill.js';
+
+const CHUNK = 256 * 1024;
+
+export interface FillReaderOptions {
+  /**
+   * Hold back the last byte until the digest has been verified, so that a client never
+   * receives a complete response for content that turns out to be wrong. A store's put()
+   * verifies on its own and does not need it.
+   */
+  holdTail?: boolean;
+}
+
+export class FillReader extends Readable {
+  private position: number;
+  private readonly last: number | undefined;
+  private pumping = false;
+  private released = false;
+
+  constructor(
+    private readonly fill: Fill,
+    start: number,
+    end: number | undefined,
+    private readonly onRelease: () => void,
+    private readonly options: FillReaderOptions = { holdTail: true },
+  ) {
+    super({ highWaterMark: CHUNK });
+    this.position = start;
+    this.last = end;
+  }
+
+  override _read(): void {
+    if (this.pumping) return;
+    this.pumping = true;
+    this.pump().then(
+      () => {
+        this.pumping = false;
+      },
+      (err: unknown) => {
+        this.pumping = false;
+        this.destroy(err as Error);
+      },
+    );
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.release();
+    cb(err);
+  }
+
+  private release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.onRelease();
+  }
+
+  /** Pushes until the consumer wants no more, the range ends, or the fill fails. */
+  private async pump(): Promise<void> {
+    const fill = this.fill;
+    for (;;) {
+      if (this.destroyed) return;
+      if (fill.error) throw fill.error;
+      const finished = fill.state === 'verified' || fill.state === 'committed';
+      const total = finished ? fill.written : fill.size;
+      const end = Math.min(this.last ?? Infinity, (total ?? Infinity) - 1);
+      if (this.position > end) {
+        this.push(null);
+        return;
+      }
+      const limit = this.options.holdTail === false ? fill.written : fill.readable;
+      const available = Math.min(limit, end + 1) - this.position;
+      if (available > 0) {
+        const buf = Buffer.allocUnsafe(Math.min(available, CHUNK));
+        const n = await fill.readAt(buf, this.position);
+        if (this.destroyed) return;
+        if (fill.error) throw fill.error;
+        this.position += n;
+        if (!this.push(n === buf.length ? buf : buf.subarray(0, n))) return;
+        continue;
+      }
+      await fill.changed();
+    }
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * `createMirror(config)`: the middlewares assembled into one koa middleware that answers
+ * `/v2/…` and passes every other path on, so it mounts beside an application's own routes.
+ */
+import type { Middleware } from 'koa';
+import compose from 'koa-compose';
+import { fsStorage } from '../adapters/fs/index.js';
+import { blobCache } from '../middleware/blobs/index.js';
+import { ociErrors, type OciErrorsOptions } from '../middleware/errors/index.js';
+import { listProxy } from '../middleware/lists/index.js';
+import { ManifestCache, manifestCache } from '../middleware/manifests/index.js';
+import { ociRequest } from '../middleware/request/index.js';
+import { upstreamSelect } from '../middleware/upstream/index.js';
+import { parseConfig, type MirrorConfig, type MirrorConfigInput } from './config.js';
+import { createFills, type Fills } from './fill/index.js';
+import type { Storage } from './storage.js';
+import { createUpstream } from './upstream/index.js';
+import type { Upstream } from './upstream/types.js';
+
+export interface MirrorOptions {
+  /** Storage to use instead of the one the config describes (a custom adapter, say). */
+  storage?: Storage;
+  /** Upstreams to use instead of the ones the config describes. */
+  upstreams?: Upstream[];
+  onError?: OciErrorsOptions['onError'];
+}
+
+export interface Mirror extends Middleware {
+  readonly config: MirrorConfig;
+  readonly storage: Storage;
+  readonly upstreams: Upstream[];
+  readonly fills: Fills;
+  readonly manifests: ManifestCache;
+  /** Start-up recovery of storage (temporary data a killed process left behind). */
+  readonly ready: Promise<void>;
+  /** Lets fills in flight finish for up to `graceMs`, then aborts them. */
+  drain(graceMs?: number): Promise<void>;
+  /** Drains, then releases upstream connections and storage. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export function createStorage(config: MirrorConfig['storage']): Storage {
+  switch (config.type) {
+    case 'fs':
+      return fsStorage({ path: config.path, fsync: config.fsync });
+  }
+}
+
+export function createUpstreams(config: MirrorConfig['upstreams']): Upstream[] {
+  return config.map((u) =>
+    createUpstream({
+      name: u.name,
+      url: u.url,
+      credentials: u.username !== undefined && u.password !== undefined ? { username: u.username, password: u.password } : undefined,
+      timeouts: u.timeouts,
+      connections: u.connections,
+    }),
+  );
+}
+
+export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, options: MirrorOptions = {}): Mirror {
+  const config = parseConfig(input);
+  const storage = options.storage ?? createStorage(config.storage);
+  const upstreams = options.upstreams ?? createUpstreams(config.upstreams);
+  const fills = createFills({ store: storage.blobs, timeout: config.fill.timeout, spoolDir: config.fill.spoolDir });
+  const manifests = new ManifestCache({
+    blobs: storage.blobs,
+    meta: storage.meta,
+    tagTtl: config.cache.tagTtl,
+    maxManifestBytes: config.cache.maxManifestBytes,
+  });
+  const ready = Promise.resolve(storage.blobs.recover?.());
+  ready.catch(() => {});
+
+  const chain = compose([
+    ociErrors({ onError: options.onError }),
+    ociRequest(),
+    upstreamSelect({ upstreams }),
+    manifestCache({ cache: manifests }),
+    blobCache({ blobs: storage.blobs, fills }),
+    listProxy(),
+  ]);
+  const unhandled = async () => {
+    // Every /v2/ route is claimed above; reaching here means a custom chain dropped one.
+  };
+
+  const mirror = async function mirror(ctx, next) {
+    if (ctx.path !== '/v2' && !ctx.path.startsWith('/v2/')) return next();
+    await ready;
+    return chain(ctx, unhandled);
+  } as Middleware;
+
+  let closing: Promise<void> | undefined;
+  return Object.assign(mirror, {
+    config,
+    storage,
+    upstreams,
+    fills,
+    manifests,
+    ready,
+    drain: (graceMs = config.shutdownGrace) => fills.drain(graceMs),
+    close(graceMs = config.shutdownGrace) {
+      closing ??= (async () => {
+        await fills.drain(graceMs);
+        await Promise.allSettled(upstreams.map((u) => u.close()));
+        await Promise.allSettled([storage.blobs.close?.(), storage.meta.close?.()]);
+      })();
+      return closing;
+    },
+  });
+}
+

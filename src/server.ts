@@ -1,0 +1,84 @@
+/**
+ * A standalone mirror: koa, the mirror middleware and liveness routes on one HTTP server,
+ * with a shutdown that stops accepting, lets fills in flight finish (bounded) and then
+ * closes what is left.
+ */
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import Router from '@koa/router';
+import Koa from 'koa';
+import { pino, type Logger } from 'pino';
+import { parseConfig, parseListen, type MirrorConfig, type MirrorConfigInput } from './config.js';
+import { createMirror, type Mirror, type MirrorOptions } from './mirror.js';
+
+export interface ServerOptions extends MirrorOptions {
+  logger?: Logger;
+}
+
+export interface MirrorServer {
+  readonly url: string;
+  /** `host:port`, the form image references use. */
+  readonly host: string;
+  readonly port: number;
+  readonly server: Server;
+  readonly mirror: Mirror;
+  readonly app: Koa;
+  /** Stops accepting, waits up to `graceMs` for fills in flight, then closes every connection. */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** Errors that only say a client went away; not worth a log line. */
+const CLIENT_GONE = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE', 'ERR_STREAM_DESTROYED']);
+
+export async function startServer(input: MirrorConfigInput | MirrorConfig = {}, options: ServerOptions = {}): Promise<MirrorServer> {
+  const config = parseConfig(input);
+  const logger = options.logger ?? pino({ level: process.env.LOG_LEVEL ?? 'info' });
+  const mirror = createMirror(config, {
+    ...options,
+    onError: options.onError ?? ((err, ctx) => logger.error({ err, method: ctx.method, path: ctx.path }, 'request failed')),
+  });
+  await mirror.ready;
+
+  const app = new Koa();
+  app.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code && CLIENT_GONE.has(err.code)) return;
+    logger.error({ err }, 'response failed');
+  });
+  const router = new Router();
+  router.get('/healthz', (ctx) => {
+    ctx.body = { status: 'ok' };
+  });
+  app.use(router.routes());
+  app.use(mirror);
+
+  const server = createServer(app.callback());
+  // Large layers over slow links: never cut a response for taking long.
+  server.requestTimeout = 0;
+  const { host, port } = parseListen(config.listen)!;
+  server.listen(port, host);
+  await once(server, 'listening');
+  const address = server.address() as AddressInfo;
+  const hostPort = `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  logger.info({ listen: hostPort, upstreams: config.upstreams.map((u) => u.name), storage: config.storage.type }, 'mirror listening');
+
+  let closing: Promise<void> | undefined;
+  return {
+    url: `http://${hostPort}`,
+    host: hostPort,
+    port: address.port,
+    server,
+    mirror,
+    app,
+    close(graceMs = config.shutdownGrace) {
+      closing ??= (async () => {
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
+        await mirror.close(graceMs);
+        server.closeAllConnections();
+        await closed;
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,177 @@
+/**
+ * An in-process registry we control, for fault injection: it serves blobs and manifests
+ * from memory, counts every request, and can slow, cut or corrupt a body on demand.
+ */
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+
+export interface BlobFault {
+  /** Close the connection after this many body bytes. */
+  cutAt?: number;
+  /** Send these bytes instead (same declared length unless they differ in size). */
+  replaceWith?: Buffer;
+  /** Pause this long (ms) between chunks of `chunkSize`. */
+  delayMs?: number;
+  chunkSize?: number;
+  /** Omit Content-Length (chunked encoding). */
+  chunked?: boolean;
+  /** Wait for this promise before sending the rest of the body after `holdAt` bytes. */
+  holdAt?: number;
+  hold?: Promise<void>;
+}
+
+export interface ManifestEntry {
+  body: Buffer;
+  mediaType: string;
+}
+
+export interface FakeUpstream {
+  url: string;
+  blobs: Map<string, Buffer>;
+  /** `repo:tag` and `repo@digest` → manifest. */
+  manifests: Map<string, ManifestEntry>;
+  faults: Map<string, BlobFault>;
+  /** `METHOD path` → count. */
+  counts: Map<string, number>;
+  count(method: string, pathPart: string): number;
+  /** Answer everything with this status (e.g. 503), or undefined for normal service. */
+  failWith: number | undefined;
+  addBlob(data: Buffer): string;
+  addManifest(repo: string, tag: string | undefined, body: object | Buffer, mediaType?: string): string;
+  close(): Promise<void>;
+}
+
+export function sha256(data: Buffer | string): string {
+  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
+}
+
+export async function startFakeUpstream(): Promise<FakeUpstream> {
+  const sockets = new Set<Socket>();
+  const state: Omit<FakeUpstream, 'url' | 'close'> = {
+    blobs: new Map(),
+    manifests: new Map(),
+    faults: new Map(),
+    counts: new Map(),
+    failWith: undefined,
+    count(method, pathPart) {
+      let n = 0;
+      for (const [k, v] of this.counts) if (k.startsWith(`${method} `) && k.includes(pathPart)) n += v;
+      return n;
+    },
+    addBlob(data) {
+      const d = sha256(data);
+      this.blobs.set(d, data);
+      return d;
+    },
+    addManifest(repo, tag, body, mediaType = 'application/vnd.oci.image.manifest.v1+json') {
+      const bytes = Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body));
+      const d = sha256(bytes);
+      const entry = { body: bytes, mediaType };
+      this.manifests.set(`${repo}@${d}`, entry);
+      if (tag) this.manifests.set(`${repo}:${tag}`, entry);
+      return d;
+    },
+  };
+
+  const server: Server = createServer((req, res) => {
+    void handle(req, res).catch(() => res.destroy());
+  });
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const key = `${req.method} ${url.pathname}`;
+    state.counts.set(key, (state.counts.get(key) ?? 0) + 1);
+    if (state.failWith) {
+      res.writeHead(state.failWith, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ errors: [{ code: 'UNAVAILABLE', message: 'injected' }] }));
+      return;
+    }
+    if (url.pathname === '/v2/') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      return;
+    }
+    const m = /^\/v2\/(.+)\/(manifests|blobs)\/([^/]+)$/.exec(url.pathname);
+    const tags = /^\/v2\/(.+)\/tags\/list$/.exec(url.pathname);
+    if (tags) {
+      const repo = tags[1]!;
+      const all = [...state.manifests.keys()].filter((k) => k.startsWith(`${repo}:`)).map((k) => k.slice(repo.length + 1)).sort();
+      const n = Number(url.searchParams.get('n') ?? all.length);
+      const last = url.searchParams.get('last');
+      const from = last ? all.filter((t) => t > last) : all;
+      const page = from.slice(0, n);
+      const headers: Record<string, string> = { 'content-type': 'application/json' };
+      if (page.length < from.length) headers.link = `</v2/${repo}/tags/list?last=${page.at(-1)}&n=${n}>; rel="next"`;
+      res.writeHead(200, headers).end(JSON.stringify({ name: repo, tags: page }));
+      return;
+    }
+    if (!m) {
+      res.writeHead(404).end();
+      return;
+    }
+    const [, repo, kind, ref] = m as unknown as [string, string, string, string];
+    if (kind === 'manifests') {
+      const entry = state.manifests.get(ref.includes(':') ? `${repo}@${ref}` : `${repo}:${ref}`);
+      if (!entry) {
+        res.writeHead(404, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ errors: [{ code: 'MANIFEST_UNKNOWN', message: 'manifest unknown' }] }));
+        return;
+      }
+      res.writeHead(200, {
+        'content-type': entry.mediaType,
+        'content-length': entry.body.length,
+        'docker-content-digest': sha256(entry.body),
+      });
+      res.end(req.method === 'HEAD' ? undefined : entry.body);
+      return;
+    }
+    const blob = state.blobs.get(ref);
+    if (!blob) {
+      res.writeHead(404, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ errors: [{ code: 'BLOB_UNKNOWN', message: 'blob unknown' }] }));
+      return;
+    }
+    const fault = state.faults.get(ref) ?? {};
+    const body = fault.replaceWith ?? blob;
+    const headers: Record<string, string | number> = { 'content-type': 'application/octet-stream', 'docker-content-digest': ref };
+    if (!fault.chunked) headers['content-length'] = blob.length;
+    res.writeHead(200, headers);
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
+    const limit = fault.cutAt ?? body.length;
+    const chunk = fault.chunkSize ?? 64 * 1024;
+    for (let off = 0; off < limit; off += chunk) {
+      if (fault.holdAt !== undefined && fault.hold && off >= fault.holdAt) {
+        await fault.hold;
+        fault.hold = undefined;
+      }
+      const piece = body.subarray(off, Math.min(off + chunk, limit));
+      if (!res.write(piece)) await once(res, 'drain');
+      if (fault.delayMs) await new Promise((r) => setTimeout(r, fault.delayMs));
+      if (res.destroyed) return;
+    }
+    if (fault.cutAt !== undefined) {
+      res.socket?.destroy();
+      return;
+    }
+    res.end();
+  }
+
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  return Object.assign(state, {
+    url: `http://127.0.0.1:${port}`,
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  }) as FakeUpstream;
+}

@@ -1,0 +1,72 @@
+/** Raw HTTP clients for tests: they report truncation and can hang up at a chosen offset. */
+import { request, type IncomingHttpHeaders } from 'node:http';
+
+export interface RawResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+  /** False when the connection ended before the response did. */
+  complete: boolean;
+}
+
+export interface RawOptions {
+  method?: string;
+  headers?: Record<string, string>;
+  /** Destroy the request once this many body bytes have arrived. */
+  hangUpAfter?: number;
+  /** Stop reading (without closing) after this many bytes, until `resume` resolves. */
+  pauseAfter?: number;
+  resume?: Promise<void>;
+  timeoutMs?: number;
+}
+
+export function raw(url: string, options: RawOptions = {}): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: options.method ?? 'GET', headers: options.headers, agent: false });
+    const timer = setTimeout(() => req.destroy(new Error(`timed out: ${url}`)), options.timeoutMs ?? 30_000);
+    req.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      let paused = false;
+      const finish = (complete: boolean) => {
+        clearTimeout(timer);
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), complete });
+      };
+      res.on('data', (chunk: Buffer) => {
+        chunks.push(chunk);
+        size += chunk.length;
+        if (options.hangUpAfter !== undefined && size >= options.hangUpAfter) {
+          res.removeAllListeners('end');
+          req.destroy();
+          finish(false);
+        } else if (!paused && options.pauseAfter !== undefined && size >= options.pauseAfter) {
+          paused = true;
+          res.pause();
+          void options.resume?.then(() => res.resume());
+        }
+      });
+      res.on('end', () => finish(res.complete));
+      res.on('aborted', () => finish(false));
+      res.on('error', () => finish(false));
+      if (options.hangUpAfter === 0) {
+        req.destroy();
+        finish(false);
+      }
+    });
+    req.end();
+  });
+}
+
+/** Polls until `check` returns true; bounded. */
+export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}

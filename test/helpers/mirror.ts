@@ -1,0 +1,39 @@
+/** A mirror on a free loopback port over a fresh data directory, for integration tests. */
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import type { MirrorConfigInput } from '../../src/config.js';
+import { startServer, type MirrorServer } from '../../src/server.js';
+
+export interface TestMirror extends MirrorServer {
+  dataDir: string;
+  /** Files under the data directory's tmp/ (in-progress or leftover writes). */
+  temporaries(): Promise<string[]>;
+  dispose(): Promise<void>;
+}
+
+export async function startTestMirror(upstreamUrl: string, config: Partial<MirrorConfigInput> = {}): Promise<TestMirror> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'oci-mirror-test-'));
+  const server = await startServer(
+    {
+      listen: '127.0.0.1:0',
+      storage: { type: 'fs', path: dataDir, fsync: false },
+      upstreams: [{ name: 'registry.test', url: upstreamUrl, timeouts: { connect: '2s', headers: '5s', body: '5s' } }],
+      shutdownGrace: '2s',
+      ...config,
+    },
+    { logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }) },
+  );
+  return Object.assign(server, {
+    dataDir,
+    async temporaries() {
+      const entries = await readdir(join(dataDir, 'tmp'), { recursive: true, withFileTypes: true }).catch(() => []);
+      return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
+    },
+    async dispose() {
+      await server.close(1000);
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  });
+}

@@ -1,0 +1,200 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';
+import { raw, waitFor } from '../helpers/http.js';
+import { startTestMirror, type TestMirror } from '../helpers/mirror.js';
+
+const MiB = 1024 * 1024;
+let upstream: FakeUpstream;
+let mirror: TestMirror;
+
+beforeEach(async () => {
+  upstream = await startFakeUpstream();
+  mirror = await startTestMirror(upstream.url);
+});
+afterEach(async () => {
+  await mirror.dispose();
+  await upstream.close();
+});
+
+const blobUrl = (d: string, name = 'team/app') => `${mirror.url}/v2/${name}/blobs/${d}`;
+
+async function storedDigest(d: string): Promise<string | undefined> {
+  const stream = await mirror.mirror.storage.blobs.read(d);
+  if (!stream) return undefined;
+  const hash = createHash('sha256');
+  for await (const chunk of stream) hash.update(chunk as Buffer);
+  return `sha256:${hash.digest('hex')}`;
+}
+
+async function fillsSettled(): Promise<void> {
+  await waitFor(() => mirror.mirror.fills.size === 0, 15_000, 'fills to settle');
+}
+
+describe('blob tee-and-store', () => {
+  it('serves an uncached blob, caches it, and serves the second pull from storage', async () => {
+    const data = randomBytes(3 * MiB);
+    const d = upstream.addBlob(data);
+    const first = await raw(blobUrl(d));
+    expect(first.status).toBe(200);
+    expect(first.headers['x-mirror-cache']).toBe('MISS');
+    expect(first.body.equals(data)).toBe(true);
+    await fillsSettled();
+    const second = await raw(blobUrl(d));
+    expect(second.headers['x-mirror-cache']).toBe('HIT');
+    expect(second.headers['docker-content-digest']).toBe(d);
+    expect(second.body.equals(data)).toBe(true);
+    expect(upstream.count('GET', '/blobs/')).toBe(1);
+    expect(await mirror.temporaries()).toEqual([]);
+  });
+
+  for (const [label, offset] of [
+    ['before the first byte', 0],
+    ['in the middle', 2 * MiB],
+    ['at the last byte', 4 * MiB - 1],
+  ] as const) {
+    it(`keeps filling when the client hangs up ${label}`, async () => {
+      const data = randomBytes(4 * MiB);
+      const d = upstream.addBlob(data);
+      upstream.faults.set(d, { delayMs: 5, chunkSize: 256 * 1024 });
+      const res = await raw(blobUrl(d), { hangUpAfter: offset });
+      expect(res.complete).toBe(false);
+      await fillsSettled();
+      expect(await storedDigest(d)).toBe(d);
+      expect(upstream.count('GET', '/blobs/')).toBe(1);
+      expect(await mirror.temporaries()).toEqual([]);
+    });
+  }
+
+  for (const cutAt of [0, 1, 1 * MiB, 2 * MiB - 1]) {
+    it(`caches nothing when the upstream cuts the body at ${cutAt}`, async () => {
+      const data = randomBytes(2 * MiB);
+      const d = upstream.addBlob(data);
+      upstream.faults.set(d, { cutAt });
+      const res = await raw(blobUrl(d));
+      // Either an error status before the body, or a body that never completes.
+      if (res.status === 200) expect(res.complete).toBe(false);
+      else expect(res.status).toBeGreaterThanOrEqual(500);
+      await fillsSettled();
+      expect(await mirror.mirror.storage.blobs.stat(d)).toBeUndefined();
+      expect(await mirror.temporaries()).toEqual([]);
+    });
+  }
+
+  it('never completes a 200 for wrong bytes, and caches nothing', async () => {
+    const data = randomBytes(1 * MiB);
+    const d = upstream.addBlob(data);
+    const wrong = Buffer.from(data);
+    wrong[wrong.length - 1] ^= 0xff;
+    upstream.faults.set(d, { replaceWith: wrong });
+    const res = await raw(blobUrl(d));
+    expect(res.complete).toBe(false);
+    expect(res.body.length).toBeLessThan(data.length);
+    await fillsSettled();
+    expect(await mirror.mirror.storage.blobs.stat(d)).toBeUndefined();
+    expect(await mirror.temporaries()).toEqual([]);
+    // The next pull tries again and, with honest bytes, succeeds.
+    upstream.faults.delete(d);
+    const retry = await raw(blobUrl(d));
+    expect(retry.body.equals(data)).toBe(true);
+  });
+
+  it('never completes a 200 for wrong bytes without a Content-Length', async () => {
+    const data = randomBytes(512 * 1024);
+    const d = upstream.addBlob(data);
+    upstream.faults.set(d, { replaceWith: randomBytes(512 * 1024), chunked: true });
+    const res = await raw(blobUrl(d));
+    expect(res.complete).toBe(false);
+    await fillsSettled();
+    expect(await mirror.mirror.storage.blobs.stat(d)).toBeUndefined();
+  });
+
+  it('serves twenty concurrent clients from one upstream GET', async () => {
+    const data = randomBytes(8 * MiB);
+    const d = upstream.addBlob(data);
+    upstream.faults.set(d, { delayMs: 2, chunkSize: 256 * 1024 });
+    const results = await Promise.all(Array.from({ length: 20 }, () => raw(blobUrl(d))));
+    for (const r of results) {
+      expect(r.status).toBe(200);
+      expect(r.body.equals(data)).toBe(true);
+    }
+    expect(upstream.count('GET', '/blobs/')).toBe(1);
+    await fillsSettled();
+    expect(await storedDigest(d)).toBe(d);
+  });
+
+  it('lets a late joiner stream what has arrived and follow the fill live', async () => {
+    const data = randomBytes(4 * MiB);
+    const d = upstream.addBlob(data);
+    let release!: () => void;
+    upstream.faults.set(d, { holdAt: 2 * MiB, hold: new Promise<void>((r) => (release = r)) });
+    const early = raw(blobUrl(d));
+    await waitFor(() => (mirror.mirror.fills.get(d)?.written ?? 0) >= 2 * MiB, 10_000, 'half the blob');
+    const late = raw(blobUrl(d));
+    await waitFor(async () => upstream.count('GET', '/blobs/') === 1);
+    release();
+    const [a, b] = await Promise.all([early, late]);
+    expect(a.body.equals(data)).toBe(true);
+    expect(b.body.equals(data)).toBe(true);
+    expect(b.headers['x-mirror-cache']).toBe('JOIN');
+    expect(upstream.count('GET', '/blobs/')).toBe(1);
+  });
+
+  it('does not let a stalled client slow the fill or another client', async () => {
+    const data = randomBytes(16 * MiB);
+    const d = upstream.addBlob(data);
+    let resume!: () => void;
+    const stalled = raw(blobUrl(d), { pauseAfter: 1, resume: new Promise<void>((r) => (resume = r)), timeoutMs: 60_000 });
+    await waitFor(() => mirror.mirror.fills.get(d) !== undefined, 5_000, 'fill start');
+    const fast = await raw(blobUrl(d));
+    expect(fast.body.equals(data)).toBe(true);
+    await fillsSettled();
+    expect(await storedDigest(d)).toBe(d);
+    resume();
+    const slow = await stalled;
+    expect(slow.body.equals(data)).toBe(true);
+  });
+
+  it('answers ranges from storage and from a fill', async () => {
+    const data = randomBytes(1 * MiB);
+    const d = upstream.addBlob(data);
+    const partial = await raw(blobUrl(d), { headers: { Range: 'bytes=100-199' } });
+    expect(partial.status).toBe(206);
+    expect(partial.headers['content-range']).toBe(`bytes 100-199/${data.length}`);
+    expect(partial.body.equals(data.subarray(100, 200))).toBe(true);
+    await fillsSettled();
+    const tail = await raw(blobUrl(d), { headers: { Range: 'bytes=-10' } });
+    expect(tail.status).toBe(206);
+    expect(tail.body.equals(data.subarray(data.length - 10))).toBe(true);
+    const bad = await raw(blobUrl(d), { headers: { Range: `bytes=${data.length}-` } });
+    expect(bad.status).toBe(416);
+    expect(bad.headers['content-range']).toBe(`bytes */${data.length}`);
+    expect(JSON.parse(bad.body.toString()).errors[0].code).toBe('RANGE_INVALID');
+  });
+
+  it('answers HEAD without pulling the blob', async () => {
+    const data = randomBytes(100_000);
+    const d = upstream.addBlob(data);
+    const head = await raw(blobUrl(d), { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(head.headers['content-length']).toBe(String(data.length));
+    expect(upstream.count('GET', '/blobs/')).toBe(0);
+  });
+
+  it('passes an upstream 404 through as BLOB_UNKNOWN and caches nothing', async () => {
+    const d = `sha256:${'0'.repeat(64)}`;
+    const res = await raw(blobUrl(d));
+    expect(res.status).toBe(404);
+    expect(JSON.parse(res.body.toString()).errors[0].code).toBe('BLOB_UNKNOWN');
+    expect(await mirror.temporaries()).toEqual([]);
+  });
+
+  it('answers UNAVAILABLE when the upstream cannot be reached', async () => {
+    const data = randomBytes(1000);
+    const d = upstream.addBlob(data);
+    await upstream.close();
+    const res = await raw(blobUrl(d));
+    expect(res.status).toBe(503);
+    expect(JSON.parse(res.body.toString()).errors[0].code).toBe('UNAVAILABLE');
+  });
+});
