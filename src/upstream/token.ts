@@ -1,0 +1,237 @@
+/**
+ * The Docker Registry token exchange (distribution's docs/spec/auth/token.md), the way
+ * go-containerregistry's `transport/bearer.go` does it: GET the realm with `service` and `scope`,
+ * basic auth to the token server when credentials are configured, accept `token` or
+ * `access_token`, cap the body. Tokens are cached per (realm, service, scope, identity) and
+ * concurrent fetches of one key share one request; both maps live in the closure of one upstream.
+ */
+import { getDomain } from 'tldts';
+import type { Dispatcher } from 'undici';
+import { OciError } from '../errors.js';
+import { discard, readCapped } from './body.js';
+import { shortReason } from './reason.js';
+import type { UpstreamCredentials } from './types.js';
+
+export interface BearerChallenge {
+  realm: string;
+  service?: string;
+}
+
+export interface TokenSourceOptions {
+  /** The upstream's name, for messages. */
+  name: string;
+  /** The upstream's own URL: the realm must be on its host or registrable domain. */
+  upstream: URL;
+  credentials?: UpstreamCredentials;
+  dispatcherFor(origin: string): Dispatcher;
+  /** Deadline for the whole exchange (headers and body), ms. */
+  timeout: number;
+  userAgent: string;
+}
+
+export interface TokenSource {
+  /** A cached token still good for a while, without any I/O. */
+  cached(challenge: BearerChallenge, scope: string | undefined): string | undefined;
+  /**
+   * A token for the scope: the cached one unless it is `stale` (the one the upstream just
+   * refused), else a fresh one, shared with any concurrent caller of the same key.
+   */
+  get(challenge: BearerChallenge, scope: string | undefined, signal?: AbortSignal, stale?: string): Promise<string>;
+  /** Forgets every token and abandons the exchanges under way. */
+  close(): void;
+}
+
+/** Token bodies are a few KiB; anything near this is not a token. */
+export const TOKEN_BODY_LIMIT = 1024 * 1024;
+/** distribution's token spec: "When omitted, this defaults to 60 seconds." */
+const DEFAULT_EXPIRES_IN_S = 60;
+/** Stop handing out a token this long before it expires: it must outlive the request it goes on. */
+const EXPIRY_MARGIN_MS = 10_000;
+const MAX_CACHED = 1024;
+/** What may stand after `Bearer ` in a header: visible ASCII, no spaces. */
+const TOKEN_SHAPE = /^[\x21-\x7e]{1,16384}$/;
+
+interface Cached {
+  token: string;
+  expiresAt: number;
+}
+
+export function createTokenSource(options: TokenSourceOptions): TokenSource {
+  const { name, upstream, credentials } = options;
+  const identity = credentials === undefined ? 'anonymous' : `basic:${credentials.username}`;
+  const cache = new Map<string, Cached>();
+  const inflight = new Map<string, Promise<string>>();
+  const closed = new AbortController();
+
+  const keyOf = (c: BearerChallenge, scope: string | undefined): string =>
+    JSON.stringify([c.realm, c.service ?? '', scope ?? '', identity]);
+
+  function remember(key: string, entry: Cached): void {
+    cache.delete(key);
+    if (cache.size >= MAX_CACHED) {
+      const now = Date.now();
+      for (const [k, v] of cache) if (v.expiresAt - EXPIRY_MARGIN_MS <= now) cache.delete(k);
+      if (cache.size >= MAX_CACHED) cache.delete(cache.keys().next().value as string);
+    }
+    cache.set(key, entry);
+  }
+
+  function fresh(key: string): string | undefined {
+    const hit = cache.get(key);
+    if (hit === undefined) return undefined;
+    if (hit.expiresAt - EXPIRY_MARGIN_MS > Date.now()) return hit.token;
+    cache.delete(key);
+    return undefined;
+  }
+
+  async function exchange(key: string, challenge: BearerChallenge, scope: string | undefined): Promise<string> {
+    const realm = checkRealm(challenge.realm, upstream, name, credentials !== undefined);
+    if (challenge.service !== undefined) realm.searchParams.set('service', challenge.service);
+    if (scope !== undefined) realm.searchParams.set('scope', scope);
+    const headers: Record<string, string> = { accept: 'application/json', 'user-agent': options.userAgent };
+    if (credentials !== undefined) headers.authorization = basicAuthorization(credentials);
+
+    const server = `upstream ${name} token server ${realm.hostname}`;
+    const signal = AbortSignal.any([AbortSignal.timeout(options.timeout), closed.signal]);
+    let body: Buffer | undefined;
+    try {
+      const res = await options.dispatcherFor(realm.origin).request({
+        origin: realm.origin,
+        path: realm.pathname + realm.search,
+        method: 'GET',
+        headers,
+        signal,
+        headersTimeout: options.timeout,
+        bodyTimeout: options.timeout,
+      });
+      if (res.statusCode !== 200) {
+        await discard(res.body);
+        throw refusal(server, res.statusCode, credentials !== undefined);
+      }
+      body = await readCapped(res.body, TOKEN_BODY_LIMIT);
+    } catch (err) {
+      if (err instanceof OciError) throw err;
+      throw new OciError('UNAVAILABLE', `${server} unreachable: ${shortReason(err)}`, { cause: err });
+    }
+    if (body === undefined) {
+      throw new OciError('UNAVAILABLE', `${server} sent a token response over ${TOKEN_BODY_LIMIT} bytes`, { status: 502 });
+    }
+    const entry = parseTokenResponse(body, Date.now());
+    if (entry === undefined) {
+      throw new OciError('UNAVAILABLE', `${server} sent no usable token`, { status: 502 });
+    }
+    if (entry.expiresAt - EXPIRY_MARGIN_MS > Date.now()) remember(key, entry);
+    return entry.token;
+  }
+
+  return {
+    cached: (challenge, scope) => fresh(keyOf(challenge, scope)),
+
+    get(challenge, scope, signal, stale) {
+      const key = keyOf(challenge, scope);
+      const hit = fresh(key);
+      if (hit !== undefined && hit !== stale) return Promise.resolve(hit);
+      if (hit !== undefined) cache.delete(key);
+      let pending = inflight.get(key);
+      if (pending === undefined) {
+        pending = exchange(key, challenge, scope).finally(() => inflight.delete(key));
+        // Waiters may all have given up (aborted); the shared promise must not become unhandled.
+        pending.catch(() => undefined);
+        inflight.set(key, pending);
+      }
+      return abortable(pending, signal);
+    },
+
+    close() {
+      closed.abort();
+      cache.clear();
+    },
+  };
+}
+
+/**
+ * The realm comes from the upstream's answer, so it is attacker-controlled whenever the upstream
+ * (or anyone on the path to a plain-HTTP upstream) is: the realm must be the upstream's own host or
+ * share its registrable domain (`registry-1.docker.io` → `auth.docker.io`). Private suffixes count
+ * (`a.herokuapp.com` and `b.herokuapp.com` are strangers). Credentials go over https only, unless
+ * the user configured the upstream itself as plain http.
+ */
+export function checkRealm(realm: string, upstream: URL, name: string, withCredentials: boolean): URL {
+  let url: URL;
+  try {
+    url = new URL(realm);
+  } catch {
+    throw new OciError('UNAVAILABLE', `upstream ${name} sent an invalid token realm`, { status: 502 });
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new OciError('DENIED', `upstream ${name}: refusing token realm with scheme ${url.protocol.slice(0, 16)}`);
+  }
+  if (url.username !== '' || url.password !== '') {
+    throw new OciError('DENIED', `upstream ${name}: refusing token realm ${url.hostname} with user info`);
+  }
+  if (!sameSite(url.hostname, upstream.hostname)) {
+    throw new OciError('DENIED', `upstream ${name}: refusing token realm ${url.hostname}, outside ${upstream.hostname}'s domain`);
+  }
+  if (withCredentials && url.protocol === 'http:' && upstream.protocol === 'https:') {
+    throw new OciError('DENIED', `upstream ${name}: refusing to send credentials to plain-http token realm ${url.hostname}`);
+  }
+  url.hash = '';
+  return url;
+}
+
+function sameSite(host: string, upstreamHost: string): boolean {
+  if (host === upstreamHost) return true;
+  const domain = getDomain(upstreamHost, { allowPrivateDomains: true });
+  // IP addresses and single labels (`localhost`) have no registrable domain: same host only.
+  return domain !== null && getDomain(host, { allowPrivateDomains: true }) === domain;
+}
+
+export function basicAuthorization(credentials: UpstreamCredentials): string {
+  return `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`;
+}
+
+function refusal(server: string, status: number, withCredentials: boolean): OciError {
+  switch (status) {
+    case 401:
+      return new OciError(
+        'UNAUTHORIZED',
+        withCredentials ? `${server} rejected the configured credentials` : `${server} requires credentials`,
+      );
+    case 403:
+      return new OciError('DENIED', `${server} denied the token`);
+    case 429:
+      return new OciError('TOOMANYREQUESTS', `${server} is rate limiting`);
+    default:
+      return new OciError('UNAVAILABLE', `${server} answered ${status}`, { status: 502 });
+  }
+}
+
+function parseTokenResponse(body: Buffer, now: number): Cached | undefined {
+  let json: unknown;
+  try {
+    json = JSON.parse(body.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  if (typeof json !== 'object' || json === null) return undefined;
+  const { token, access_token, expires_in, issued_at } = json as Record<string, unknown>;
+  const value = typeof token === 'string' && token !== '' ? token : access_token;
+  if (typeof value !== 'string' || !TOKEN_SHAPE.test(value)) return undefined;
+  const lifetime = typeof expires_in === 'number' && Number.isFinite(expires_in) && expires_in > 0 ? expires_in : DEFAULT_EXPIRES_IN_S;
+  // A token issued earlier (a server that hands out cached tokens) expires earlier; an issue time
+  // in our future is clock skew, and then our own clock is the safer start.
+  const issued = typeof issued_at === 'string' ? Date.parse(issued_at) : Number.NaN;
+  const start = Number.isFinite(issued) ? Math.min(issued, now) : now;
+  return { token: value, expiresAt: start + lifetime * 1000 };
+}
+
+/** Lets one caller stop waiting for a shared promise without cancelling it for the others. */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return promise;
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const settled = new AbortController();
+    signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true, signal: settled.signal });
+    void promise.then(resolve, reject).finally(() => settled.abort());
+  });
+}
