@@ -35,6 +35,8 @@ export interface FakeUpstream {
   faults: Map<string, BlobFault>;
   /** `METHOD path` → count. */
   counts: Map<string, number>;
+  /** Every request, in order. */
+  requests: Array<{ method: string; path: string; headers: IncomingMessage['headers'] }>;
   count(method: string, pathPart: string): number;
   /** Answer everything with this status (e.g. 503), or undefined for normal service. */
   failWith: number | undefined;
@@ -54,6 +56,7 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
     manifests: new Map(),
     faults: new Map(),
     counts: new Map(),
+    requests: [],
     failWith: undefined,
     count(method, pathPart) {
       let n = 0;
@@ -87,6 +90,7 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
     const url = new URL(req.url ?? '/', 'http://x');
     const key = `${req.method} ${url.pathname}`;
     state.counts.set(key, (state.counts.get(key) ?? 0) + 1);
+    state.requests.push({ method: req.method ?? '', path: url.pathname + url.search, headers: req.headers });
     if (state.failWith) {
       res.writeHead(state.failWith, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ errors: [{ code: 'UNAVAILABLE', message: 'injected' }] }));

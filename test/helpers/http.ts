@@ -22,7 +22,10 @@ export interface RawOptions {
 
 export function raw(url: string, options: RawOptions = {}): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: options.method ?? 'GET', headers: options.headers, agent: false });
+    // The path goes out exactly as written: WHATWG URL parsing would resolve `..` and `%2e%2e`.
+    const { hostname, port, origin } = new URL(url);
+    const path = url.slice(origin.length) || '/';
+    const req = request({ hostname, port, path, method: options.method ?? 'GET', headers: options.headers, agent: false });
     const timer = setTimeout(() => req.destroy(new Error(`timed out: ${url}`)), options.timeoutMs ?? 30_000);
     req.on('error', (err) => {
       clearTimeout(timer);

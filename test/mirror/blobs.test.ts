@@ -85,7 +85,7 @@ describe('blob tee-and-store', () => {
     const data = randomBytes(1 * MiB);
     const d = upstream.addBlob(data);
     const wrong = Buffer.from(data);
-    wrong[wrong.length - 1] ^= 0xff;
+    wrong.writeUInt8(wrong.readUInt8(wrong.length - 1) ^ 0xff, wrong.length - 1);
     upstream.faults.set(d, { replaceWith: wrong });
     const res = await raw(blobUrl(d));
     expect(res.complete).toBe(false);

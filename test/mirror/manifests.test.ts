@@ -1,0 +1,171 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { sha256, startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';
+import { raw } from '../helpers/http.js';
+import { startTestMirror, type TestMirror } from '../helpers/mirror.js';
+
+const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
+
+let upstream: FakeUpstream;
+let mirror: TestMirror;
+
+beforeEach(async () => {
+  upstream = await startFakeUpstream();
+  mirror = await startTestMirror(upstream.url, { cache: { tagTtl: '200ms' } });
+});
+afterEach(async () => {
+  await mirror.dispose();
+  await upstream.close();
+});
+
+const manifestUrl = (ref: string, name = 'team/app') => `${mirror.url}/v2/${name}/manifests/${ref}`;
+const errorCode = (body: Buffer) => (JSON.parse(body.toString()) as { errors: Array<{ code: string }> }).errors[0]!.code;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function image(n = 1) {
+  // Key order and spacing as an upstream wrote them: the mirror must keep the exact bytes.
+  return Buffer.from(`{"schemaVersion":2,  "mediaType":"${OCI_MANIFEST}","config":{"digest":"sha256:${String(n).padStart(64, '0')}"}}`);
+}
+
+describe('manifest cache', () => {
+  it('stores the exact bytes and serves them with digest, type, length and ETag', async () => {
+    const body = image();
+    const d = upstream.addManifest('team/app', '1.0', body, OCI_MANIFEST);
+    const res = await raw(manifestUrl('1.0'));
+    expect(res.status).toBe(200);
+    expect(res.body.equals(body)).toBe(true);
+    expect(res.headers['content-type']).toBe(OCI_MANIFEST);
+    expect(res.headers['docker-content-digest']).toBe(d);
+    expect(res.headers['content-length']).toBe(String(body.length));
+    expect(res.headers.etag).toBe(`"${d}"`);
+    const head = await raw(manifestUrl(d), { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(head.headers['content-length']).toBe(String(body.length));
+    expect(head.headers['docker-content-digest']).toBe(d);
+    const notModified = await raw(manifestUrl('1.0'), { headers: { 'If-None-Match': `"${d}"` } });
+    expect(notModified.status).toBe(304);
+  });
+
+  it('asks the upstream for every manifest media type', async () => {
+    upstream.addManifest('team/app', '1.0', image());
+    await raw(manifestUrl('1.0'), { headers: { Accept: OCI_MANIFEST } });
+    const sent = upstream.requests.filter((r) => r.path.includes('/manifests/'));
+    expect(sent.length).toBeGreaterThan(0);
+    for (const r of sent) {
+      for (const t of [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, 'application/vnd.docker.distribution.manifest.list.v2+json']) {
+        expect(r.headers.accept).toContain(t);
+      }
+    }
+  });
+
+  it('serves a digest from cache forever and a tag until it expires, then revalidates with HEAD', async () => {
+    const d = upstream.addManifest('team/app', '1.0', image());
+    await raw(manifestUrl('1.0'));
+    expect(upstream.count('GET', '/manifests/')).toBe(1);
+    const hit = await raw(manifestUrl('1.0'));
+    expect(hit.headers['x-mirror-cache']).toBe('HIT');
+    const byDigest = await raw(manifestUrl(d));
+    expect(byDigest.headers['x-mirror-cache']).toBe('HIT');
+    await sleep(250);
+    const revalidated = await raw(manifestUrl('1.0'));
+    expect(revalidated.headers['x-mirror-cache']).toBe('REVALIDATED');
+    expect(upstream.count('HEAD', '/manifests/1.0')).toBe(2);
+    expect(upstream.count('GET', '/manifests/')).toBe(1);
+  });
+
+  it('fetches the body again only when the tag moved', async () => {
+    upstream.addManifest('team/app', 'latest', image(1));
+    await raw(manifestUrl('latest'));
+    const moved = upstream.addManifest('team/app', 'latest', image(2));
+    await sleep(250);
+    const res = await raw(manifestUrl('latest'));
+    expect(res.headers['docker-content-digest']).toBe(moved);
+    expect(res.body.equals(image(2))).toBe(true);
+    expect(upstream.count('GET', '/manifests/latest')).toBe(2);
+  });
+
+  it('serves a cached tag stale when the upstream is down or failing, and says so', async () => {
+    const d = upstream.addManifest('team/app', '1.0', image());
+    await raw(manifestUrl('1.0'));
+    await sleep(250);
+    upstream.failWith = 503;
+    const failing = await raw(manifestUrl('1.0'));
+    expect(failing.status).toBe(200);
+    expect(failing.headers['x-mirror-cache']).toBe('STALE');
+    expect(failing.headers.warning).toContain('110');
+    upstream.failWith = 429;
+    expect((await raw(manifestUrl('1.0'))).headers['x-mirror-cache']).toBe('STALE');
+    await upstream.close();
+    const down = await raw(manifestUrl('1.0'));
+    expect(down.status).toBe(200);
+    expect(down.headers['docker-content-digest']).toBe(d);
+    expect(down.headers['x-mirror-cache']).toBe('STALE');
+  });
+
+  it('passes an upstream 404 through and forgets the tag', async () => {
+    upstream.addManifest('team/app', '1.0', image());
+    await raw(manifestUrl('1.0'));
+    upstream.manifests.delete('team/app:1.0');
+    await sleep(250);
+    const gone = await raw(manifestUrl('1.0'));
+    expect(gone.status).toBe(404);
+    expect(errorCode(gone.body)).toBe('MANIFEST_UNKNOWN');
+    await upstream.close();
+    const after = await raw(manifestUrl('1.0'));
+    expect(after.status).toBe(503);
+  });
+
+  it('answers UNAVAILABLE for an uncached tag when the upstream is down', async () => {
+    await upstream.close();
+    const res = await raw(manifestUrl('1.0'));
+    expect(res.status).toBe(503);
+    expect(errorCode(res.body)).toBe('UNAVAILABLE');
+  });
+
+  it('refuses a manifest that does not match the digest it was fetched by, and stores nothing', async () => {
+    const good = image(1);
+    const d = sha256(good);
+    upstream.manifests.set(`team/app@${d}`, { body: image(2), mediaType: OCI_MANIFEST });
+    const res = await raw(manifestUrl(d));
+    expect(res.status).toBe(502);
+    expect(errorCode(res.body)).toBe('DIGEST_INVALID');
+    expect(await mirror.mirror.storage.blobs.stat(d)).toBeUndefined();
+  });
+
+  it('answers MANIFEST_UNKNOWN when the Accept header excludes the stored type', async () => {
+    upstream.addManifest('team/app', 'multi', Buffer.from(`{"schemaVersion":2,"mediaType":"${OCI_INDEX}","manifests":[]}`), OCI_INDEX);
+    const res = await raw(manifestUrl('multi'), { headers: { Accept: DOCKER_MANIFEST } });
+    expect(res.status).toBe(404);
+    expect(errorCode(res.body)).toBe('MANIFEST_UNKNOWN');
+    const ok = await raw(manifestUrl('multi'), { headers: { Accept: `${DOCKER_MANIFEST}, ${OCI_INDEX}` } });
+    expect(ok.status).toBe(200);
+    expect(ok.headers['content-type']).toBe(OCI_INDEX);
+  });
+
+  it('shares one upstream fetch between concurrent misses', async () => {
+    upstream.addManifest('team/app', '1.0', image());
+    const all = await Promise.all(Array.from({ length: 10 }, () => raw(manifestUrl('1.0'))));
+    for (const r of all) expect(r.status).toBe(200);
+    expect(upstream.count('GET', '/manifests/')).toBe(1);
+  });
+
+  it('keeps tags of the same name apart per upstream key', async () => {
+    const { tagKey } = await import('../../middleware/manifests/index.js');
+    const a = { upstream: { name: 'docker.io' }, repository: 'library/nginx' } as never;
+    const b = { upstream: { name: 'ghcr.io' }, repository: 'library/nginx' } as never;
+    expect(tagKey(a, 'latest')).not.toBe(tagKey(b, 'latest'));
+  });
+});
+
+describe('tags list', () => {
+  it('pages with n and last and rewrites the Link header to the client name', async () => {
+    for (const t of ['a', 'b', 'c', 'd']) upstream.addManifest('team/app', t, image(t.charCodeAt(0)));
+    const res = await raw(`${mirror.url}/v2/team/app/tags/list?n=2`);
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.body.toString())).toEqual({ name: 'team/app', tags: ['a', 'b'] });
+    expect(res.headers.link).toBe('</v2/team/app/tags/list?n=2&last=b>; rel="next"');
+    const next = await raw(`${mirror.url}/v2/team/app/tags/list?n=2&last=b`);
+    expect(JSON.parse(next.body.toString()).tags).toEqual(['c', 'd']);
+  });
+});
