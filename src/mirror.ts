@@ -69,7 +69,7 @@ export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, optio
     tagTtl: config.cache.tagTtl,
     maxManifestBytes: config.cache.maxManifestBytes,
   });
-  const ready = Promise.resolve(storage.blobs.recover?.());
+  const ready = Promise.all([storage.blobs.recover?.(), storage.meta.recover?.()]).then(() => {});
   ready.catch(() => {});
 
   const chain = compose([

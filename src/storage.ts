@@ -33,21 +33,30 @@ export interface BlobPutOptions {
 export interface SpoolCapability {
   /** A directory on the same filesystem as the blobs, for in-progress fills. */
   readonly dir: string;
-  /** Commits a verified file by moving it into place. The file is gone from `path` afterwards. */
+  /**
+   * Commits a verified file, which must lie inside `dir`, by moving it into place; the file
+   * is gone from `path` afterwards. A size that differs from the file's rejects with
+   * SIZE_INVALID and leaves the file to the caller.
+   */
   adopt(digest: string, path: string, size: number): Promise<BlobInfo>;
 }
 
 export interface BlobStore {
   /** Size of a committed blob; `undefined` when absent (a normal answer, not an error). */
   stat(digest: string): Promise<BlobInfo | undefined>;
-  /** The committed blob or a byte range of it; `undefined` when absent. Ranges must lie within the blob. */
+  /**
+   * The committed blob or a byte range of it; `undefined` when absent. The caller checks a
+   * range against `stat` first: a range past the end may simply yield fewer bytes.
+   */
   read(digest: string, options?: BlobReadOptions): Promise<Readable | undefined>;
   /**
    * Consumes `source` and commits it under `digest` only when its bytes hash to `digest`
    * (and match `options.size`). Rejects with OciError DIGEST_INVALID / SIZE_INVALID on a
-   * mismatch, and with the cause on source error or abort. Whatever the failure, nothing
-   * becomes visible and temporary data is removed. Concurrent puts of one digest end with
-   * one committed blob and both resolve.
+   * mismatch, with `signal.reason` on abort, and with the cause on source error. Whatever
+   * the failure, nothing becomes visible, temporary data is removed before it rejects, and
+   * the source is read to the end or destroyed (an unread upstream body would hold its
+   * connection). Concurrent puts of one digest end with one committed blob and all resolve.
+   * Every method rejects a malformed digest with DIGEST_INVALID.
    */
   put(digest: string, source: Readable | AsyncIterable<Uint8Array>, options?: BlobPutOptions): Promise<BlobInfo>;
   /** Removes a committed blob; resolves false when it was absent. */
@@ -71,6 +80,8 @@ export interface MetadataStore {
   delete(key: string): Promise<boolean>;
   /** Every key that starts with `prefix`, with its value. */
   list<T = unknown>(prefix: string): AsyncIterable<[key: string, value: T]>;
+  /** Removes what an interrupted process left behind. Run at start-up only. */
+  recover?(): Promise<void>;
   close?(): Promise<void>;
 }
 

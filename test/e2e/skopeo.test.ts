@@ -63,9 +63,13 @@ describe.skipIf(!requireTools(['docker-registry', 'skopeo']))('skopeo pulls thro
     await pullAndVerify(fixtures[key]);
   });
 
-  describe('with the upstream registry stopped', () => {
+  describe('with the upstream registry stopped and the mirror restarted', () => {
     beforeAll(async () => {
       await registry!.stop();
+      // A new mirror over the same storage: what was cached must survive a restart.
+      const dataDir = mirror!.dataDir;
+      await mirror!.close();
+      mirror = await startTestMirror(registry!.url, { cache: { tagTtl: `${TAG_TTL_MS}ms` } }, { dataDir });
       await sleep(TAG_TTL_MS + 200);
     });
 

@@ -13,8 +13,13 @@ export interface TestMirror extends MirrorServer {
   dispose(): Promise<void>;
 }
 
-export async function startTestMirror(upstreamUrl: string, config: Partial<MirrorConfigInput> = {}): Promise<TestMirror> {
-  const dataDir = await mkdtemp(join(tmpdir(), 'oci-mirror-test-'));
+/** `dataDir` reuses an earlier mirror's storage, as a restart would. */
+export async function startTestMirror(
+  upstreamUrl: string,
+  config: Partial<MirrorConfigInput> = {},
+  { dataDir: reuse }: { dataDir?: string } = {},
+): Promise<TestMirror> {
+  const dataDir = reuse ?? (await mkdtemp(join(tmpdir(), 'oci-mirror-test-')));
   const server = await startServer(
     {
       listen: '127.0.0.1:0',
