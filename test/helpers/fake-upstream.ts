@@ -33,6 +33,8 @@ export interface FakeUpstream {
   /** `repo:tag` and `repo@digest` → manifest. */
   manifests: Map<string, ManifestEntry>;
   faults: Map<string, BlobFault>;
+  /** Subject digest → referrers index; subjects absent here answer 404 (no referrers API). */
+  referrers: Map<string, object>;
   /** `METHOD path` → count. */
   counts: Map<string, number>;
   /** Every request, in order. */
@@ -55,6 +57,7 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
     blobs: new Map(),
     manifests: new Map(),
     faults: new Map(),
+    referrers: new Map(),
     counts: new Map(),
     requests: [],
     failWith: undefined,
@@ -102,6 +105,12 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
     }
     const m = /^\/v2\/(.+)\/(manifests|blobs)\/([^/]+)$/.exec(url.pathname);
     const tags = /^\/v2\/(.+)\/tags\/list$/.exec(url.pathname);
+    const refs = /^\/v2\/(.+)\/referrers\/([^/]+)$/.exec(url.pathname);
+    if (refs && state.referrers.has(refs[2]!)) {
+      res.writeHead(200, { 'content-type': 'application/vnd.oci.image.index.v1+json', 'oci-filters-applied': url.searchParams.has('artifactType') ? 'artifactType' : '' });
+      res.end(JSON.stringify(state.referrers.get(refs[2]!)));
+      return;
+    }
     if (tags) {
       const repo = tags[1]!;
       const all = [...state.manifests.keys()].filter((k) => k.startsWith(`${repo}:`)).map((k) => k.slice(repo.length + 1)).sort();
