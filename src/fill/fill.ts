@@ -12,6 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, open, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { deadline } from '../deadline.js';
 import { DigestVerifier } from '../digest.js';
 import { OciError } from '../errors.js';
 import type { Digest } from '../reference.js';
@@ -33,7 +34,10 @@ export interface FillOptions {
   store: BlobStore;
   /** Where to spool when the store has no spool capability of its own. */
   spoolDir: string;
+  /** Shutdown of the owner. */
   signal: AbortSignal;
+  /** The longest this fill may take, ms. */
+  timeout: number;
 }
 
 export class Fill {
@@ -62,14 +66,19 @@ export class Fill {
   constructor(digest: Digest, source: FillSource, options: FillOptions) {
     this.digest = digest;
     this.options = options;
-    const signal = AbortSignal.any([options.signal, this.controller.signal]);
+    const { signal, clear } = deadline(
+      options.timeout,
+      () => new OciError('UNAVAILABLE', `blob fill timed out after ${options.timeout} ms`),
+      options.signal,
+      this.controller.signal,
+    );
     let readyResolve!: (v: { size: number | undefined }) => void;
     let readyReject!: (e: Error) => void;
     this.ready = new Promise((res, rej) => {
       readyResolve = res;
       readyReject = rej;
     });
-    this.done = this.run(source, signal, readyResolve, readyReject);
+    this.done = this.run(source, signal, readyResolve, readyReject).finally(clear);
     // Both are observed by whoever awaits them; these keep an unobserved failure from crashing the process.
     this.ready.catch(() => {});
     this.done.catch(() => {});
@@ -228,7 +237,8 @@ export class Fill {
       putAbort.abort(error);
       readyReject(error);
       this.notify();
-      if (spoolPath) await unlink(spoolPath).catch(() => {});
+      // The fill is over only when the store has cleaned up after the aborted put too.
+      await Promise.allSettled([put, spoolPath && unlink(spoolPath)]);
       throw error;
     } finally {
       this.maybeClose();
@@ -237,11 +247,7 @@ export class Fill {
 }
 
 function toError(err: unknown, signal: AbortSignal): Error {
-  if (signal.aborted && signal.reason instanceof Error) {
-    const reason = signal.reason;
-    if (reason.name === 'TimeoutError') return new OciError('UNAVAILABLE', 'blob fill timed out', { cause: reason });
-    return reason;
-  }
+  if (signal.aborted && signal.reason instanceof Error) return signal.reason;
   if (err instanceof Error) return err;
   return new Error(String(err));
 }

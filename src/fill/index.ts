@@ -48,8 +48,7 @@ export function createFills(options: FillsOptions): Fills {
       const current = inFlight.get(digest.value);
       if (current) return current;
       if (shutdown.signal.aborted) throw new OciError('UNAVAILABLE', 'mirror is shutting down');
-      const signal = AbortSignal.any([shutdown.signal, AbortSignal.timeout(timeout)]);
-      const fill = new Fill(digest, source, { store, spoolDir, signal });
+      const fill = new Fill(digest, source, { store, spoolDir, signal: shutdown.signal, timeout });
       inFlight.set(digest.value, fill);
       const forget = () => {
         if (inFlight.get(digest.value) === fill) inFlight.delete(digest.value);

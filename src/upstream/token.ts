@@ -7,6 +7,7 @@
  */
 import { getDomain } from 'tldts';
 import type { Dispatcher } from 'undici';
+import { deadline } from '../deadline.js';
 import { OciError } from '../errors.js';
 import { discard, readCapped } from './body.js';
 import { shortReason } from './reason.js';
@@ -92,7 +93,11 @@ export function createTokenSource(options: TokenSourceOptions): TokenSource {
     if (credentials !== undefined) headers.authorization = basicAuthorization(credentials);
 
     const server = `upstream ${name} token server ${realm.hostname}`;
-    const signal = AbortSignal.any([AbortSignal.timeout(options.timeout), closed.signal]);
+    const { signal, clear } = deadline(
+      options.timeout,
+      () => new DOMException(`token exchange took over ${options.timeout} ms`, 'TimeoutError'),
+      closed.signal,
+    );
     let body: Buffer | undefined;
     try {
       const res = await options.dispatcherFor(realm.origin).request({
@@ -112,6 +117,8 @@ export function createTokenSource(options: TokenSourceOptions): TokenSource {
     } catch (err) {
       if (err instanceof OciError) throw err;
       throw new OciError('UNAVAILABLE', `${server} unreachable: ${shortReason(err)}`, { cause: err });
+    } finally {
+      clear();
     }
     if (body === undefined) {
       throw new OciError('UNAVAILABLE', `${server} sent a token response over ${TOKEN_BODY_LIMIT} bytes`, { status: 502 });

@@ -3,6 +3,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
+import { fsStorage } from '../../adapters/fs/index.js';
 import type { MirrorConfigInput } from '../../src/config.js';
 import { startServer, type MirrorServer } from '../../src/server.js';
 
@@ -13,13 +14,28 @@ export interface TestMirror extends MirrorServer {
   dispose(): Promise<void>;
 }
 
-/** `dataDir` reuses an earlier mirror's storage, as a restart would. */
+export interface TestMirrorOptions {
+  /** Reuses an earlier mirror's storage, as a restart would. */
+  dataDir?: string;
+  /**
+   * Hides the fs store's spool capability, so fills commit through `put()` the way a store
+   * without local files (S3, Keyv) does.
+   */
+  withoutSpool?: boolean;
+}
+
 export async function startTestMirror(
   upstreamUrl: string,
   config: Partial<MirrorConfigInput> = {},
-  { dataDir: reuse }: { dataDir?: string } = {},
+  { dataDir: reuse, withoutSpool = false }: TestMirrorOptions = {},
 ): Promise<TestMirror> {
   const dataDir = reuse ?? (await mkdtemp(join(tmpdir(), 'oci-mirror-test-')));
+  let storage;
+  if (withoutSpool) {
+    const fs = fsStorage({ path: dataDir, fsync: false });
+    const { spool: _spool, ...blobs } = fs.blobs;
+    storage = { blobs, meta: fs.meta };
+  }
   const server = await startServer(
     {
       listen: '127.0.0.1:0',
@@ -28,7 +44,7 @@ export async function startTestMirror(
       shutdownGrace: '2s',
       ...config,
     },
-    { logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }) },
+    { logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }), storage },
   );
   return Object.assign(server, {
     dataDir,

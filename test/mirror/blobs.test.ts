@@ -8,9 +8,15 @@ const MiB = 1024 * 1024;
 let upstream: FakeUpstream;
 let mirror: TestMirror;
 
+// Both commit paths: the fs store adopting the verified spool file by rename, and a store
+// without local files taking the bytes through put() while the fill runs (as S3 and Keyv will).
+describe.each([
+  ['spool adopt', false],
+  ['streaming put', true],
+])('blob tee-and-store (%s)', (_label, withoutSpool) => {
 beforeEach(async () => {
   upstream = await startFakeUpstream();
-  mirror = await startTestMirror(upstream.url);
+  mirror = await startTestMirror(upstream.url, { fill: { timeout: '3s' } }, { withoutSpool });
 });
 afterEach(async () => {
   await mirror.dispose();
@@ -31,7 +37,6 @@ async function fillsSettled(): Promise<void> {
   await waitFor(() => mirror.mirror.fills.size === 0, 15_000, 'fills to settle');
 }
 
-describe('blob tee-and-store', () => {
   it('serves an uncached blob, caches it, and serves the second pull from storage', async () => {
     const data = randomBytes(3 * MiB);
     const d = upstream.addBlob(data);
@@ -186,6 +191,19 @@ describe('blob tee-and-store', () => {
     const res = await raw(blobUrl(d));
     expect(res.status).toBe(404);
     expect(JSON.parse(res.body.toString()).errors[0].code).toBe('BLOB_UNKNOWN');
+    expect(await mirror.temporaries()).toEqual([]);
+  });
+
+  it('gives up at the fill timeout, caches nothing, and cuts the client', async () => {
+    const data = randomBytes(1 * MiB);
+    const d = upstream.addBlob(data);
+    upstream.faults.set(d, { holdAt: 512 * 1024, hold: new Promise<void>(() => {}) });
+    const started = Date.now();
+    const res = await raw(blobUrl(d));
+    expect(res.complete).toBe(false);
+    expect(Date.now() - started).toBeLessThan(4_500);
+    await fillsSettled();
+    expect(await mirror.mirror.storage.blobs.stat(d)).toBeUndefined();
     expect(await mirror.temporaries()).toEqual([]);
   });
 
