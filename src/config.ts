@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
+import { storageSchema } from './storage-config.js';
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
@@ -54,9 +55,6 @@ const upstreamSchema = z
     path: ['password'],
   });
 
-const storageSchema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('fs'), path: z.string().min(1), fsync: z.boolean().default(true) }).strict(),
-]);
 
 export const configSchema = z
   .object({

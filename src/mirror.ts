@@ -4,7 +4,6 @@
  */
 import type { Middleware } from 'koa';
 import compose from 'koa-compose';
-import { fsStorage } from '../adapters/fs/index.js';
 import { blobCache } from '../middleware/blobs/index.js';
 import { ociErrors, type OciErrorsOptions } from '../middleware/errors/index.js';
 import { listProxy } from '../middleware/lists/index.js';
@@ -14,6 +13,7 @@ import { upstreamSelect } from '../middleware/upstream/index.js';
 import { parseConfig, type MirrorConfig, type MirrorConfigInput } from './config.js';
 import { createFills, type Fills } from './fill/index.js';
 import type { Storage } from './storage.js';
+import { createStorage } from './storage-config.js';
 import { createUpstream } from './upstream/index.js';
 import type { Upstream } from './upstream/types.js';
 
@@ -39,12 +39,7 @@ export interface Mirror extends Middleware {
   close(graceMs?: number): Promise<void>;
 }
 
-export function createStorage(config: MirrorConfig['storage']): Storage {
-  switch (config.type) {
-    case 'fs':
-      return fsStorage({ path: config.path, fsync: config.fsync });
-  }
-}
+export { createStorage };
 
 export function createUpstreams(config: MirrorConfig['upstreams']): Upstream[] {
   return config.map((u) =>
