@@ -37,24 +37,56 @@ const httpUrl = z.string().refine(
   { message: 'must be an http:// or https:// origin without a path, e.g. https://registry-1.docker.io' },
 );
 
+const hostName = z
+  .string()
+  .regex(/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$/i, 'must be a registry host name such as ghcr.io or registry.internal:5000');
+
 const upstreamSchema = z
   .object({
-    name: z.string().min(1, 'must name the registry this upstream stands for, e.g. docker.io'),
-    url: httpUrl,
+    name: hostName.describe('the registry this upstream stands for, e.g. docker.io'),
+    /** Where it is reached; `urls` lists several, tried in order (a primary and its mirrors). */
+    url: httpUrl.optional(),
+    urls: z.array(httpUrl).min(1).optional(),
+    /** Other names clients may use for it: in `?ns=`, or as the first path segment. */
+    aliases: z.array(hostName).default([]),
+    /** Takes the names that name no configured registry. Without one marked, the first upstream does. */
+    default: z.boolean().default(false),
     username: z.string().optional(),
     password: z.string().optional(),
     timeouts: z
       .object({ connect: duration.optional(), headers: duration.optional(), body: duration.optional() })
       .strict()
       .optional(),
+    health: z
+      .object({
+        /** Failures in a row (no answer at all) that take a URL out of rotation. */
+        maxFails: z.number().int().positive().default(1),
+        /** How long it stays out before one request probes it again. */
+        failTimeout: duration.prefault('30s'),
+      })
+      .strict()
+      .prefault({}),
     connections: z.number().int().positive().optional(),
   })
   .strict()
+  .refine((u) => (u.url === undefined) !== (u.urls === undefined), {
+    message: 'give either url or urls (one of them, not both)',
+    path: ['url'],
+  })
   .refine((u) => (u.username === undefined) === (u.password === undefined), {
     message: 'username and password go together',
     path: ['password'],
-  });
+  })
+  .transform(({ url, urls, ...rest }) => ({ ...rest, urls: urls ?? [url!] }));
 
+const fallbackGroupSchema = z
+  .object({
+    /** Upstream names, tried in this order for content addressed by digest. */
+    upstreams: z.array(z.string()).min(2, 'a fallback group needs at least two upstreams'),
+    /** Repository globs (upstream-side, e.g. library/*) whose tags may also resolve from later members. */
+    tags: z.array(z.string().min(1)).default([]),
+  })
+  .strict();
 
 export const configSchema = z
   .object({
@@ -63,7 +95,23 @@ export const configSchema = z
     upstreams: z
       .array(upstreamSchema)
       .min(1, 'needs at least one upstream')
-      .prefault([{ name: 'docker.io', url: 'https://registry-1.docker.io' }]),
+      .prefault([{ name: 'docker.io', url: 'https://registry-1.docker.io' }])
+      .superRefine((upstreams, ctx) => {
+        const seen = new Map<string, string>();
+        upstreams.forEach((u, i) => {
+          for (const host of [u.name, ...u.aliases].map((h) => h.toLowerCase())) {
+            const other = seen.get(host);
+            if (other !== undefined && other !== u.name) {
+              ctx.addIssue({ code: 'custom', path: [i, 'aliases'], message: `"${host}" already names upstream ${other}` });
+            }
+            seen.set(host, u.name);
+          }
+        });
+        if (upstreams.filter((u) => u.default).length > 1) {
+          ctx.addIssue({ code: 'custom', message: 'only one upstream can have default: true' });
+        }
+      }),
+    fallbackGroups: z.array(fallbackGroupSchema).default([]),
     cache: z
       .object({
         /** How long a tag maps to a digest before it is revalidated upstream with a HEAD. */
@@ -85,7 +133,15 @@ export const configSchema = z
     /** How long SIGTERM waits for fills in flight before exiting. */
     shutdownGrace: duration.prefault('30s'),
   })
-  .strict();
+  .strict()
+  .superRefine((config, ctx) => {
+    const names = new Set(config.upstreams.map((u) => u.name));
+    config.fallbackGroups.forEach((g, i) => {
+      g.upstreams.forEach((n, j) => {
+        if (!names.has(n)) ctx.addIssue({ code: 'custom', path: ['fallbackGroups', i, 'upstreams', j], message: `no upstream is named "${n}"` });
+      });
+    });
+  });
 
 export type MirrorConfigInput = z.input<typeof configSchema>;
 export type MirrorConfig = z.output<typeof configSchema>;

@@ -14,7 +14,7 @@ import { parseConfig, type MirrorConfig, type MirrorConfigInput } from './config
 import { createFills, type Fills } from './fill/index.js';
 import type { Storage } from './storage.js';
 import { createStorage } from './storage-config.js';
-import { createUpstream } from './upstream/index.js';
+import { createFailoverUpstream, type FailoverUpstream } from './upstream/failover.js';
 import type { Upstream } from './upstream/types.js';
 
 export interface MirrorOptions {
@@ -41,14 +41,15 @@ export interface Mirror extends Middleware {
 
 export { createStorage };
 
-export function createUpstreams(config: MirrorConfig['upstreams']): Upstream[] {
+export function createUpstreams(config: MirrorConfig['upstreams']): FailoverUpstream[] {
   return config.map((u) =>
-    createUpstream({
+    createFailoverUpstream({
       name: u.name,
-      url: u.url,
+      urls: u.urls,
       credentials: u.username !== undefined && u.password !== undefined ? { username: u.username, password: u.password } : undefined,
       timeouts: u.timeouts,
       connections: u.connections,
+      health: u.health,
     }),
   );
 }
@@ -70,7 +71,14 @@ export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, optio
   const chain = compose([
     ociErrors({ onError: options.onError }),
     ociRequest(),
-    upstreamSelect({ upstreams }),
+    upstreamSelect({
+      // Config upstreams carry routing (aliases, default); injected ones route by name, first is default.
+      upstreams: upstreams.map((upstream) => {
+        const u = config.upstreams.find((c) => c.name === upstream.name);
+        return { upstream, aliases: u?.aliases, default: u?.default };
+      }),
+      fallbackGroups: config.fallbackGroups,
+    }),
     manifestCache({ cache: manifests }),
     blobCache({ blobs: storage.blobs, fills }),
     listProxy(),

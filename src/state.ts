@@ -17,6 +17,16 @@ export interface UpstreamTarget {
   upstream: Upstream;
   /** The repository name as the upstream knows it (e.g. `library/alpine` for Docker Hub's `alpine`). */
   repository: string;
+  /**
+   * Other upstreams that may serve content addressed by digest (verified anyway), in order,
+   * after this one.
+   */
+  digestFallbacks?: UpstreamTarget[];
+  /**
+   * Other upstreams that may resolve tags of this repository, in order, after this one. Only
+   * where the config allows it for the name: tag squatting on a fallback is a real attack.
+   */
+  tagFallbacks?: UpstreamTarget[];
 }
 
 declare module 'koa' {

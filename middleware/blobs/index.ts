@@ -13,6 +13,7 @@ import type { Digest } from '../../src/reference.js';
 import type { UpstreamTarget } from '../../src/state.js';
 import type { BlobStore } from '../../src/storage.js';
 import { upstreamError } from '../../src/upstream/errors.js';
+import { digestCandidates, firstAnswer } from '../../src/upstream/fallback.js';
 import '../../src/state.js';
 import { requireTarget } from '../upstream/index.js';
 
@@ -98,30 +99,41 @@ async function sendRange(ctx: ParameterizedContext, size: number, open: Open): P
 }
 
 function upstreamBlob(target: UpstreamTarget, digest: Digest): FillSource {
-  return async (signal) => {
-    const res = await target.upstream.request({
-      method: 'GET',
-      repository: target.repository,
-      path: `/v2/${target.repository}/blobs/${digest.value}`,
+  return (signal) =>
+    firstAnswer(
+      digestCandidates(target),
+      async (t) => {
+        const res = await t.upstream.request({
+          method: 'GET',
+          repository: t.repository,
+          path: `/v2/${t.repository}/blobs/${digest.value}`,
+          signal,
+        });
+        if (res.status !== 200) throw await upstreamError(res, 'BLOB_UNKNOWN');
+        return { size: declaredLength(res.headers), body: res.body };
+      },
       signal,
-    });
-    if (res.status !== 200) throw await upstreamError(res, 'BLOB_UNKNOWN');
-    const length = header(res.headers, 'content-length');
-    return { size: length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined, body: res.body };
-  };
+    );
 }
 
 async function headUpstream(ctx: ParameterizedContext, target: UpstreamTarget, digest: Digest): Promise<void> {
-  const res = await target.upstream.request({
-    method: 'HEAD',
-    repository: target.repository,
-    path: `/v2/${target.repository}/blobs/${digest.value}`,
+  const size = await firstAnswer(digestCandidates(target), async (t) => {
+    const res = await t.upstream.request({
+      method: 'HEAD',
+      repository: t.repository,
+      path: `/v2/${t.repository}/blobs/${digest.value}`,
+    });
+    if (res.status !== 200) throw await upstreamError(res, 'BLOB_UNKNOWN');
+    discard(res.body);
+    return declaredLength(res.headers);
   });
-  if (res.status !== 200) throw await upstreamError(res, 'BLOB_UNKNOWN');
-  discard(res.body);
-  const length = header(res.headers, 'content-length');
   ctx.status = 200;
   ctx.set('X-Mirror-Cache', 'MISS');
   ctx.set('Content-Type', 'application/octet-stream');
-  if (length !== undefined && /^\d+$/.test(length)) ctx.length = Number(length);
+  if (size !== undefined) ctx.length = size;
+}
+
+function declaredLength(headers: Record<string, string | string[] | undefined>): number | undefined {
+  const length = header(headers, 'content-length');
+  return length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined;
 }

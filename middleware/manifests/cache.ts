@@ -17,6 +17,7 @@ import { parseDigest, type Digest, type DigestAlgorithm } from '../../src/refere
 import type { UpstreamTarget } from '../../src/state.js';
 import type { BlobStore, MetadataStore } from '../../src/storage.js';
 import { upstreamError } from '../../src/upstream/errors.js';
+import { digestCandidates, firstAnswer } from '../../src/upstream/fallback.js';
 
 export interface ManifestEntry {
   digest: string;
@@ -80,6 +81,13 @@ export class ManifestCache {
   }
 
   async byTag(target: UpstreamTarget, tag: string): Promise<ManifestResult> {
+    const { tagFallbacks = [] } = target;
+    if (tagFallbacks.length === 0) return this.byTagOn(target, tag);
+    // Each upstream keeps its own tag records: a fallback's answer is cached as that upstream's.
+    return firstAnswer([target, ...tagFallbacks], (t) => this.byTagOn({ upstream: t.upstream, repository: t.repository }, tag));
+  }
+
+  private async byTagOn(target: UpstreamTarget, tag: string): Promise<ManifestResult> {
     const key = tagKey(target, tag);
     const record = await this.meta.get<TagRecord>(key);
     const cached = record ? await this.stored(record.digest) : undefined;
@@ -144,7 +152,9 @@ export class ManifestCache {
     const key = `${target.upstream.name}\n${target.repository}\n${reference}`;
     let pending = this.inFlight.get(key);
     if (!pending) {
-      pending = this.fetchOnce(target, reference, expected).finally(() => this.inFlight.delete(key));
+      // By digest, any fallback upstream will do: the bytes are checked against the digest.
+      const candidates = expected && reference === expected.value ? digestCandidates(target) : [target];
+      pending = firstAnswer(candidates, (t) => this.fetchOnce(t, reference, expected)).finally(() => this.inFlight.delete(key));
       this.inFlight.set(key, pending);
     }
     return pending;

@@ -1,38 +1,38 @@
 /**
- * Resolves the request to an upstream and the repository name as that upstream knows it.
- * One upstream for now; the `resolve` option is the seam where routing by `?ns=`, by name
- * prefix and by fallback plugs in.
+ * Resolves the request to an upstream and the repository name as that upstream knows it
+ * (see routing.ts for the rules), and puts it in `ctx.state.target`.
  */
 import type { Middleware, ParameterizedContext } from 'koa';
 import { OciError } from '../../src/errors.js';
 import type { UpstreamTarget } from '../../src/state.js';
-import type { Upstream } from '../../src/upstream/types.js';
 import '../../src/state.js';
+import { createRouting, type RoutingOptions } from './routing.js';
 
-export interface UpstreamSelectOptions {
-  upstreams: Upstream[];
-  /** Overrides the default choice (the first upstream). Return undefined to refuse the request. */
+export { createRouting, DOCKER_HUB_HOSTS, type FallbackGroup, type Routing, type RoutingOptions, type UpstreamRoute } from './routing.js';
+
+export interface UpstreamSelectOptions extends RoutingOptions {
+  /** Replaces the built-in rules. Return undefined to refuse the request. */
   resolve?: (name: string, ctx: ParameterizedContext) => UpstreamTarget | undefined;
 }
 
-const DOCKER_HUB = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io']);
-
-/** Docker Hub keeps official images under `library/`; clients may leave that out. */
-export function upstreamRepository(upstream: Upstream, name: string): string {
-  return DOCKER_HUB.has(upstream.name) && !name.includes('/') ? `library/${name}` : name;
-}
-
-export const upstreamSelect = ({ upstreams, resolve }: UpstreamSelectOptions): Middleware =>
-  async function upstreamSelect(ctx, next) {
+export const upstreamSelect = ({ resolve, ...routing }: UpstreamSelectOptions): Middleware => {
+  const routes = resolve ? undefined : createRouting(routing);
+  return async function upstreamSelect(ctx, next) {
     const route = ctx.state.oci;
     if (!route || route.kind === 'base') return next();
-    const target = resolve
-      ? resolve(route.name, ctx)
-      : upstreams[0] && { upstream: upstreams[0], repository: upstreamRepository(upstreams[0], route.name) };
+    let target: UpstreamTarget | undefined;
+    if (resolve) {
+      target = resolve(route.name, ctx);
+    } else {
+      const ns = ctx.query.ns;
+      if (Array.isArray(ns)) throw new OciError('NAME_UNKNOWN', 'ns given more than once', { status: 400 });
+      target = routes!.resolve(route.name, ns);
+    }
     if (!target) throw new OciError('NAME_UNKNOWN', `no upstream serves ${route.name}`);
     ctx.state.target = target;
     return next();
   };
+};
 
 /** The target a handler needs; a composition without upstreamSelect is a programming error. */
 export function requireTarget(ctx: ParameterizedContext): UpstreamTarget {

@@ -1,0 +1,62 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, parseConfig } from '../src/config.js';
+
+function problems(input: unknown): string[] {
+  try {
+    parseConfig(input);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  return [];
+}
+
+describe('config', () => {
+  it('has defaults that mirror Docker Hub on 127.0.0.1:5000 with ./data', () => {
+    const c = parseConfig(undefined);
+    expect(c.listen).toBe('127.0.0.1:5000');
+    expect(c.storage).toMatchObject({ type: 'fs', path: './data' });
+    expect(c.upstreams).toMatchObject([{ name: 'docker.io', urls: ['https://registry-1.docker.io'], default: false }]);
+    expect(c.cache.tagTtl).toBe(300_000);
+  });
+
+  it('keeps the minimal shape of the first release working', () => {
+    const c = parseConfig({
+      listen: '127.0.0.1:5000',
+      storage: { type: 'fs', path: './data' },
+      upstreams: [{ name: 'docker.io', url: 'https://registry-1.docker.io' }],
+    });
+    expect(c.upstreams[0]!.urls).toEqual(['https://registry-1.docker.io']);
+    expect(c.upstreams[0]!.health).toEqual({ maxFails: 1, failTimeout: 30_000 });
+  });
+
+  it('parses durations in every unit, and a parsed config is not parsed twice', () => {
+    const c = parseConfig({ cache: { tagTtl: '250ms' }, fill: { timeout: '2h' }, shutdownGrace: 5 });
+    expect([c.cache.tagTtl, c.fill.timeout, c.shutdownGrace]).toEqual([250, 7_200_000, 5_000]);
+    expect(parseConfig(c).shutdownGrace).toBe(5_000);
+  });
+
+  it.each([
+    [{ upstreams: [{ name: 'x.io', url: 'https://a', urls: ['https://b'] }] }, 'upstreams[0].url: give either url or urls'],
+    [{ upstreams: [{ name: 'x.io' }] }, 'upstreams[0].url: give either url or urls'],
+    [{ upstreams: [{ name: 'x.io', url: 'https://a/v2/' }] }, 'upstreams[0].url: must be an http:// or https:// origin'],
+    [{ upstreams: [{ name: 'x.io', url: 'https://a', username: 'u' }] }, 'upstreams[0].password: username and password go together'],
+    [{ upstreams: [{ name: 'not a host', url: 'https://a' }] }, 'upstreams[0].name: must be a registry host name'],
+    [
+      { upstreams: [{ name: 'a.io', url: 'https://a' }, { name: 'b.io', url: 'https://b', aliases: ['a.io'] }] },
+      'upstreams[1].aliases: "a.io" already names upstream a.io',
+    ],
+    [
+      { upstreams: [{ name: 'a.io', url: 'https://a', default: true }, { name: 'b.io', url: 'https://b', default: true }] },
+      'upstreams: only one upstream can have default: true',
+    ],
+    [
+      { upstreams: [{ name: 'a.io', url: 'https://a' }], fallbackGroups: [{ upstreams: ['a.io', 'nope.io'] }] },
+      'fallbackGroups[0].upstreams[1]: no upstream is named "nope.io"',
+    ],
+    [{ upstreams: [{ name: 'a.io', url: 'https://a', health: { maxFails: 0 } }] }, 'upstreams[0].health.maxFails'],
+    [{ cache: { tagTTL: '5m' } }, 'cache: Unrecognized key: "tagTTL"'],
+  ])('names the key: %j', (input, message) => {
+    expect(problems(input).join('\n')).toContain(message);
+  });
+});
