@@ -7,6 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startContainerd, type Containerd } from '../helpers/containerd.js';
 import { raw } from '../helpers/http.js';
 import { pushMultiLayerImage, pushTinyImage, type Fixture } from '../helpers/images.js';
 import { startTestMirror, type TestMirror } from '../helpers/mirror.js';
@@ -83,3 +84,45 @@ describe.skipIf(!requireTools(['docker-registry', 'skopeo']))('several real upst
     await pull('b/shared/app:v1', onB); // stale from cache
   });
 });
+
+const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+
+// containerd needs root for its state; CI runs as root, so there it must run.
+describe.skipIf(!requireTools(['docker-registry', 'containerd', 'ctr'], 'apt-get install docker-registry containerd') || !(isRoot || process.env.CI === 'true'))(
+  'containerd pulls through the mirror with hosts.toml',
+  () => {
+    let registry: RunningRegistry | undefined;
+    let mirror: TestMirror | undefined;
+    let containerd: Containerd | undefined;
+    let image: Fixture;
+    let work: string;
+
+    beforeAll(async () => {
+      work = await mkdtemp(join(tmpdir(), 'oci-e2e-containerd-'));
+      registry = await startRegistry();
+      image = await pushMultiLayerImage(registry, { name: 'team/app', tag: 'v1' });
+      mirror = await startTestMirror(registry.url, {
+        upstreams: [
+          { name: 'docker.io', url: 'http://127.0.0.1:9', default: true },
+          { name: 'registry-b.test', url: registry.url },
+        ],
+      });
+      containerd = await startContainerd(join(work, 'containerd'));
+    });
+
+    afterAll(async () => {
+      await Promise.allSettled([containerd?.stop(), mirror?.dispose(), registry?.destroy()]);
+      await terminateAll();
+      if (work) await rm(work, { recursive: true, force: true });
+    });
+
+    it('fetches every blob through the mirror, which routes by the ns containerd adds', async () => {
+      // The server entry points nowhere: if containerd gets the image, the mirror served it.
+      await containerd!.mirror('registry-b.test', 'http://127.0.0.1:9', mirror!.url);
+      await containerd!.fetch(`registry-b.test/${image.ref}`);
+      for (const blob of [image, ...image.blobs]) {
+        expect(await mirror!.mirror.storage.blobs.stat(blob.digest)).toMatchObject({ size: blob.size });
+      }
+    });
+  },
+);
