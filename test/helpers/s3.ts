@@ -1,0 +1,163 @@
+/**
+ * A real S3 API for tests: s3rver (npm) in this process, on 127.0.0.1 and a free port, over a
+ * fresh temp dir, with one bucket. It can be stopped (every connection cut: S3 unreachable)
+ * and started again on the same port over the same data.
+ *
+ * s3rver 3.7 implements multipart uploads but answers AbortMultipartUpload with 405 and
+ * ListMultipartUploads with 501. Both are filled in here, in front of s3rver, on s3rver's own
+ * on-disk layout (`<bucket>/._S3rver_uploads/<uploadId>/`); `uploadsOnDisk()` counts that
+ * directory directly, so a test does not have to trust the shim to see a dangling upload.
+ */
+import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { S3Client } from '@aws-sdk/client-s3';
+import S3rver from 's3rver';
+import { freePort } from './registry.js';
+
+export const S3RVER_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } as const;
+
+export interface S3Request {
+  method: string;
+  path: string;
+  query: Record<string, string | string[] | undefined>;
+}
+
+export interface RunningS3 {
+  /** `http://127.0.0.1:PORT` */
+  readonly endpoint: string;
+  readonly port: number;
+  readonly bucket: string;
+  /** s3rver's data directory. */
+  readonly dir: string;
+  /** Sees every request before s3rver does; for tests that act at a given moment. */
+  onRequest: ((req: S3Request) => void) | undefined;
+  /** A client for looking at the bucket from the outside; destroyed by `destroy()`. */
+  readonly client: S3Client;
+  /** Multipart uploads s3rver still holds on disk for keys under `prefix`: what no API can hide. */
+  uploadsOnDisk(prefix?: string): Promise<number>;
+  /** Stops listening and cuts every open connection. */
+  stop(): Promise<void>;
+  /** Starts again on the same port, over the same data. */
+  start(): Promise<void>;
+  /** Stops it and removes its data directory. */
+  destroy(): Promise<void>;
+}
+
+export async function startS3({ bucket = 'mirror' }: { bucket?: string } = {}): Promise<RunningS3> {
+  const dir = await mkdtemp(join(tmpdir(), 'oci-s3rver-'));
+  const uploadsDir = join(dir, bucket, '._S3rver_uploads');
+  let server: S3rver | undefined;
+  // Fixed for the life of the helper, so that a restart comes back where clients expect it.
+  const port = await freePort();
+
+  const endpoint = `http://127.0.0.1:${port}`;
+  const running: RunningS3 = {
+    endpoint,
+    port,
+    bucket,
+    dir,
+    onRequest: undefined,
+    client: new S3Client({
+      endpoint,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: S3RVER_CREDENTIALS,
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    }),
+    uploadsOnDisk: async (prefix = '') => (await uploadsUnder(uploadsDir, prefix)).length,
+    async start() {
+      const s3 = new S3rver({ address: '127.0.0.1', port, silent: true, directory: dir, configureBuckets: [{ name: bucket }] });
+      s3.middleware.unshift(async (ctx, next) => {
+        running.onRequest?.({ method: ctx.method, path: ctx.path, query: ctx.query });
+        if (ctx.method === 'DELETE' && typeof ctx.query.uploadId === 'string') return abortUpload(ctx, uploadsDir, ctx.query.uploadId);
+        if (ctx.method === 'GET' && /^\/[^/]+\/?$/.test(ctx.path) && 'uploads' in ctx.query) return listUploads(ctx, uploadsDir, bucket);
+        return next();
+      });
+      await s3.run();
+      server = s3;
+    },
+    async stop() {
+      const s3 = server;
+      server = undefined;
+      if (!s3?.httpServer) return;
+      const closed = s3.close();
+      s3.httpServer.closeAllConnections();
+      await closed;
+    },
+    async destroy() {
+      running.client.destroy();
+      await running.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+  try {
+    await running.start();
+  } catch (err) {
+    running.client.destroy();
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+  return running;
+}
+
+interface ShimContext {
+  status: number;
+  body: unknown;
+  type: string;
+}
+
+/** AbortMultipartUpload: removes the upload's directory (parts and all). */
+async function abortUpload(ctx: ShimContext, uploadsDir: string, uploadId: string): Promise<void> {
+  if (!/^[a-f0-9]+$/.test(uploadId) || !(await exists(join(uploadsDir, uploadId)))) {
+    return s3Error(ctx, 404, 'NoSuchUpload', 'The specified upload does not exist.');
+  }
+  await rm(join(uploadsDir, uploadId), { recursive: true, force: true });
+  ctx.status = 204;
+}
+
+/** ListMultipartUploads: every upload in one page (tests never hold a thousand). */
+async function listUploads(ctx: ShimContext & S3Request, uploadsDir: string, bucket: string): Promise<void> {
+  const prefix = typeof ctx.query.prefix === 'string' ? ctx.query.prefix : '';
+  const uploads: string[] = [];
+  for (const { id, key, initiated } of await uploadsUnder(uploadsDir, prefix)) {
+    uploads.push(`<Upload><Key>${xml(key)}</Key><UploadId>${id}</UploadId><Initiated>${initiated.toISOString()}</Initiated></Upload>`);
+  }
+  ctx.type = 'application/xml';
+  ctx.body =
+    '<?xml version="1.0" encoding="UTF-8"?>\n' +
+    `<ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>${xml(bucket)}</Bucket>` +
+    `<Prefix>${xml(prefix)}</Prefix><MaxUploads>1000</MaxUploads><IsTruncated>false</IsTruncated>${uploads.join('')}` +
+    '</ListMultipartUploadsResult>';
+}
+
+/** The uploads in s3rver's upload directory whose key starts with `prefix`. */
+async function uploadsUnder(uploadsDir: string, prefix: string): Promise<Array<{ id: string; key: string; initiated: Date }>> {
+  const found = [];
+  for (const id of await readdir(uploadsDir).catch(() => [])) {
+    // A directory without its key file is an upload too (half created or half removed): count it.
+    const key = await readFile(join(uploadsDir, id, 'key'), 'utf8').catch(() => '');
+    if (key !== '' && !key.startsWith(prefix)) continue;
+    const initiated = await stat(join(uploadsDir, id)).then((s) => s.mtime, () => new Date(0));
+    found.push({ id, key, initiated });
+  }
+  return found;
+}
+
+function s3Error(ctx: ShimContext, status: number, code: string, message: string): void {
+  ctx.status = status;
+  ctx.type = 'application/xml';
+  ctx.body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${xml(message)}</Message></Error>`;
+}
+
+function xml(text: string): string {
+  return text.replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
