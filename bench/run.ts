@@ -1,0 +1,132 @@
+/**
+ * `npm run bench [-- --no-build] [-- --cpu-prof]`: pulls one 512 MiB incompressible layer
+ * straight from a docker-registry, from nginx (sendfile), through distribution's proxy mode
+ * and through the mirror (a child process from dist/, built first unless --no-build), cold
+ * and warm, by one client and by ten at once; prints MB/s, the ratios the project tracks and
+ * the mirror's peak RSS, and writes bench/results/latest.json. It measures; it asserts nothing.
+ *
+ * --cpu-prof runs every mirror under `node --cpu-prof` (profiles in bench/results/profiles)
+ * and prints where each spent its time; the profiler slows the mirror, so such a run's
+ * numbers are not comparable with others.
+ *
+ * Every process it starts and every temp dir it makes is removed at the end, on failure and
+ * on Ctrl-C too. The blob itself is kept in os.tmpdir() for the next run.
+ */
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { bigLayer, pushBigImage } from '../test/helpers/images.js';
+import { run } from '../test/helpers/tools.js';
+import { bench, round, warmUp, type Setup } from './cases.js';
+import { repeat } from './measure.js';
+import { summarizeProfile } from './profile.js';
+import { buildCases, ratios, table, writeJson } from './report.js';
+import { startNginx, startUpstream } from './servers.js';
+
+const SIZE = 512 * 1024 * 1024;
+const REPO = 'bench/big';
+const REPS = 3;
+const ROOT = resolve(import.meta.dirname, '..');
+const RESULTS = join(ROOT, 'bench', 'results');
+const PROFILES = join(RESULTS, 'profiles');
+
+const log = (msg: string): void => void process.stderr.write(`[bench] ${msg}\n`);
+
+/** Cleanups, run last-in first-out, each once, from `finally` or from a signal. */
+const cleanups: Array<() => Promise<unknown>> = [];
+const defer = (fn: () => Promise<unknown>): void => void cleanups.push(fn);
+async function cleanUp(): Promise<void> {
+  for (let fn = cleanups.pop(); fn; fn = cleanups.pop()) await fn().catch((e: unknown) => log(`cleanup: ${String(e)}`));
+}
+
+async function main(): Promise<void> {
+  const { values: flags } = parseArgs({ options: { 'no-build': { type: 'boolean' }, 'cpu-prof': { type: 'boolean' } } });
+  const started = Date.now();
+  if (!flags['no-build']) {
+    log('building dist/');
+    await run(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.build.json')]);
+  }
+  if (flags['cpu-prof']) await rm(PROFILES, { recursive: true, force: true });
+
+  const work = await mkdtemp(join(tmpdir(), 'oci-mirror-bench-'));
+  defer(() => rm(work, { recursive: true, force: true }));
+  const upstream = await startUpstream(work);
+  defer(() => upstream.destroy());
+
+  let t = Date.now();
+  const layer = await bigLayer(SIZE, 'bench');
+  if (!layer.path) throw new Error('bigLayer gave no file');
+  log(`blob ${layer.digest} (${layer.size} bytes) ready in ${Date.now() - t} ms at ${layer.path}`);
+  t = Date.now();
+  await pushBigImage(upstream, { name: REPO, tag: 'v1', size: SIZE, seed: 'bench' });
+  log(`pushed ${REPO}:v1 with that layer to ${upstream.url} in ${Date.now() - t} ms`);
+
+  const nginx = await startNginx(work, layer.path);
+  defer(() => nginx.stop());
+
+  const mirrors = new Map<number, string>();
+  const setup: Setup = {
+    upstream,
+    nginx,
+    repository: REPO,
+    digest: layer.digest,
+    size: layer.size,
+    clients: 10,
+    timeouts: { one: 120, many: 240 },
+    work,
+    nodeFlags: flags['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', PROFILES] : [],
+    onMirror: (pid, label) => mirrors.set(pid, label),
+  };
+  const b = bench(setup);
+
+  await warmUp(setup, b);
+  const rounds = await repeat(REPS, (i) => {
+    log(`round ${i + 1} of ${REPS}: direct, nginx, proxy mode, mirror; 1 client, then ${setup.clients}`);
+    return round(setup, b, i);
+  });
+  const cases = buildCases(rounds, setup.clients);
+  process.stdout.write(`\n${table(cases)}\n`);
+  if (flags['cpu-prof']) process.stdout.write(await profiles(mirrors));
+
+  const out = join(RESULTS, 'latest.json');
+  await writeJson(out, {
+    date: new Date().toISOString(),
+    commit: (await run('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD']).catch(() => ({ stdout: '?' }))).stdout.trim(),
+    machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
+    profiled: flags['cpu-prof'] ?? false,
+    blob: { digest: layer.digest, size: layer.size },
+    reps: REPS,
+    clients: setup.clients,
+    cases,
+    ratios: ratios(cases),
+    seconds: (Date.now() - started) / 1000,
+  });
+  log(`wrote ${out} after ${((Date.now() - started) / 1000).toFixed(0)} s`);
+}
+
+/** Where each profiled mirror spent its time; node names a profile `CPU.<date>.<time>.<pid>.<tid>.<seq>.cpuprofile`. */
+async function profiles(mirrors: Map<number, string>): Promise<string> {
+  const out = ['', `profiles in ${PROFILES} (the profiler slows the mirror: these numbers are not comparable):`];
+  for (const file of (await readdir(PROFILES).catch(() => [])).sort()) {
+    const pid = Number(file.split('.')[3]);
+    out.push('', `mirror ${mirrors.get(pid) ?? `pid ${pid}`} (${file}), self time:`, ...(await summarizeProfile(join(PROFILES, file))));
+  }
+  return `${out.join('\n')}\n`;
+}
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    log(`${signal}: cleaning up`);
+    void cleanUp().finally(() => process.exit(130));
+  });
+}
+
+try {
+  await main();
+} catch (e) {
+  process.exitCode = 1;
+  log(`failed: ${(e as Error).stack ?? String(e)}`);
+} finally {
+  await cleanUp();
+}

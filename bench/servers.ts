@@ -1,0 +1,188 @@
+/**
+ * The servers the benchmark pulls from, all on 127.0.0.1 with their files under the bench's
+ * temp dir: the upstream docker-registry (with its access log kept in a file, so that its
+ * blob GETs can be counted), distribution's own pull-through cache, nginx serving the blob
+ * file with sendfile, and the mirror as a child process from dist/.
+ */
+import { access, chmod, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { userInfo } from 'node:os';
+import { join, resolve } from 'node:path';
+import { stringify } from 'yaml';
+import { describeExit, spawnTracked, terminate, type Tracked } from '../test/helpers/processes.js';
+import { freePort, REGISTRY_BINARY, startRegistry, type RunningRegistry } from '../test/helpers/registry.js';
+import { which } from '../test/helpers/tools.js';
+
+const READY_TIMEOUT_MS = 15_000;
+
+export interface Upstream extends RunningRegistry {
+  /** How many `GET …/blobs/<digest>` lines its access log holds so far (every status). */
+  blobGets(digest: string): Promise<number>;
+}
+
+/**
+ * The upstream registry with its access log on. distribution writes that log to stdout, and
+ * the helper keeps only a tail of it, so the registry is launched through a two-line script
+ * that sends stdout to a file instead.
+ */
+export async function startUpstream(work: string): Promise<Upstream> {
+  const accessLog = join(work, 'upstream-access.log');
+  const wrapper = join(work, 'registry-with-access-log.sh');
+  await writeFile(wrapper, `#!/bin/sh\nexec ${REGISTRY_BINARY} "$@" >>${shellQuote(accessLog)}\n`);
+  await chmod(wrapper, 0o755);
+  const registry = await startRegistry({ binary: wrapper, config: { log: { accesslog: { disabled: false } } } });
+  return Object.assign(registry, {
+    async blobGets(digest: string) {
+      const text = await readFile(accessLog, 'utf8').catch(() => '');
+      return text.split('\n').filter((line) => line.includes('"GET /v2/') && line.includes(`/blobs/${digest} `)).length;
+    },
+  });
+}
+
+/** distribution 2.8 as a pull-through cache of `remoteurl`, over fresh storage. */
+export function startProxyRegistry(remoteurl: string): Promise<RunningRegistry> {
+  return startRegistry({ proxy: { remoteurl } });
+}
+
+export interface Server {
+  readonly url: string;
+  readonly pid: number;
+  stop(): Promise<void>;
+}
+
+/** nginx serving `file` as `/blob` with sendfile: what a static file server does at best on this machine. */
+export async function startNginx(work: string, file: string): Promise<Server> {
+  const binary = which('nginx');
+  if (!binary) throw new Error('nginx is not installed (apt-get install nginx)');
+  const dir = join(work, 'nginx');
+  await mkdir(join(dir, 'www'), { recursive: true });
+  await symlink(resolve(file), join(dir, 'www', 'blob'));
+  const port = await freePort();
+  const conf = join(dir, 'nginx.conf');
+  // As root, nginx would otherwise hand its work to `nobody`, who cannot read a 0700 temp dir.
+  const user = process.getuid?.() === 0 ? `user ${userInfo().username};\n` : '';
+  await writeFile(
+    conf,
+    `${user}daemon off;
+master_process off;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 64; }
+http {
+  access_log ${dir}/access.log;
+  sendfile on;
+  tcp_nopush on;
+  default_type application/octet-stream;
+  server {
+    listen 127.0.0.1:${port};
+    location / { root ${dir}/www; }
+  }
+}
+`,
+  );
+  const proc = spawnTracked(binary, ['-p', dir, '-c', conf, '-e', join(dir, 'error.log')]);
+  const url = `http://127.0.0.1:${port}`;
+  await waitReady(proc, `${url}/blob`, 'nginx', async () => (await readFile(join(dir, 'error.log'), 'utf8').catch(() => '')).slice(-2000));
+  return { url, pid: proc.pid, stop: async () => void (await terminate(proc)) };
+}
+
+export interface MirrorOptions {
+  upstreamUrl: string;
+  dataDir: string;
+  /** The config file goes here. */
+  work: string;
+  /** Extra node flags for the child, e.g. `--cpu-prof`. */
+  nodeFlags?: string[];
+}
+
+export interface MirrorProcess extends Server {
+  logs(): string;
+}
+
+const CLI = resolve(import.meta.dirname, '..', 'dist', 'src', 'cli.js');
+
+/** The mirror's CLI as its own process, configured as a user would: fs storage with the default fsync. */
+export async function startMirror({ upstreamUrl, dataDir, work, nodeFlags = [] }: MirrorOptions): Promise<MirrorProcess> {
+  const port = await freePort();
+  const config = join(work, `mirror-${port}.yaml`);
+  await writeFile(
+    config,
+    stringify({
+      listen: `127.0.0.1:${port}`,
+      storage: { type: 'fs', path: dataDir },
+      upstreams: [{ name: 'bench.upstream', url: upstreamUrl }],
+      cache: { tagTtl: '5m' },
+      fill: { timeout: '5m' },
+    }),
+  );
+  const proc = spawnTracked(process.execPath, [...nodeFlags, CLI, '--config', config], {
+    env: { ...process.env, LOG_LEVEL: 'warn' },
+  });
+  const url = `http://127.0.0.1:${port}`;
+  await waitReady(proc, `${url}/healthz`, 'mirror', async () => proc.output());
+  return {
+    url,
+    pid: proc.pid,
+    async stop() {
+      const exit = proc.exit();
+      // A mirror that is gone before it is stopped crashed: its runs failed, and this says why.
+      if (exit) process.stderr.write(`[bench] the mirror at ${url} ${describeExit(exit)} on its own:\n${proc.output()}\n`);
+      await terminate(proc, 10_000);
+    },
+    logs: () => proc.output(),
+  };
+}
+
+async function waitReady(proc: Tracked, url: string, what: string, logs: () => Promise<string>): Promise<void> {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  let last = 'no answer yet';
+  while (Date.now() < deadline) {
+    const exit = proc.exit();
+    if (exit) throw new Error(`${what} ${describeExit(exit)} before it was ready:\n${proc.output()}\n${await logs()}`);
+    try {
+      const res = await fetch(url, { method: 'HEAD', signal: AbortSignal.timeout(1_000) });
+      if (res.ok) return;
+      last = `HEAD ${url} answered ${res.status}`;
+    } catch (e) {
+      last = e instanceof Error ? e.message : String(e);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await terminate(proc);
+  throw new Error(`${what} at ${url} was not ready after ${READY_TIMEOUT_MS} ms (${last}):\n${await logs()}`);
+}
+
+function shellQuote(s: string): string {
+  return `'${s.replaceAll("'", `'\\''`)}'`;
+}
+
+/** Polls `done` every 50 ms until it is true; resolves with the time waited. */
+async function poll(what: string, done: () => Promise<boolean>, timeoutMs = 60_000): Promise<number> {
+  const started = Date.now();
+  while (!(await done())) {
+    if (Date.now() - started > timeoutMs) throw new Error(`${what} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return Date.now() - started;
+}
+
+/** Waits until the mirror answers a HEAD of `url` from its storage (X-Mirror-Cache: HIT): verified, synced, renamed into place. */
+export function waitStored(url: string): Promise<number> {
+  return poll(`${url} was not stored`, async () => {
+    const res = await fetch(url, { method: 'HEAD', signal: AbortSignal.timeout(5_000) });
+    return res.headers.get('x-mirror-cache') === 'HIT';
+  });
+}
+
+/**
+ * Waits until distribution's proxy has committed its own copy of a blob: the blob's data file
+ * and the repository's link to it (the link is what its next GET looks for) are on disk.
+ */
+export function waitProxyStored(registry: RunningRegistry, repository: string, digest: string): Promise<number> {
+  const hex = digest.slice('sha256:'.length);
+  const root = join(registry.dir, 'data', 'docker', 'registry', 'v2');
+  const files = [join(root, 'blobs', 'sha256', hex.slice(0, 2), hex, 'data'), join(root, 'repositories', repository, '_layers', 'sha256', hex, 'link')];
+  return poll(`${registry.url} did not store ${digest}`, async () => (await Promise.all(files.map(exists))).every(Boolean));
+}
+
+const exists = (file: string): Promise<boolean> => access(file).then(() => true, () => false);
