@@ -11,6 +11,7 @@ import { ManifestCache, manifestCache } from '../middleware/manifests/index.js';
 import { ociRequest } from '../middleware/request/index.js';
 import { upstreamSelect } from '../middleware/upstream/index.js';
 import { parseConfig, type MirrorConfig, type MirrorConfigInput } from './config.js';
+import { MirrorEvents, observeFills, observeUpstream, onResponseEnd } from './events/index.js';
 import { createFills, type Fills } from './fill/index.js';
 import type { Storage } from './storage.js';
 import { createStorage } from './storage-config.js';
@@ -31,6 +32,8 @@ export interface Mirror extends Middleware {
   readonly upstreams: Upstream[];
   readonly fills: Fills;
   readonly manifests: ManifestCache;
+  /** What this mirror does, for metrics, logs and eviction; its own, never shared with another mirror. */
+  readonly events: MirrorEvents;
   /** Start-up recovery of storage (temporary data a killed process left behind). */
   readonly ready: Promise<void>;
   /** Lets fills in flight finish for up to `graceMs`, then aborts them. */
@@ -58,7 +61,8 @@ export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, optio
   const config = parseConfig(input);
   const storage = options.storage ?? createStorage(config.storage);
   const upstreams = options.upstreams ?? createUpstreams(config.upstreams);
-  const fills = createFills({ store: storage.blobs, timeout: config.fill.timeout, spoolDir: config.fill.spoolDir });
+  const events = new MirrorEvents();
+  const fills = createFills({ store: storage.blobs, timeout: config.fill.timeout, spoolDir: config.fill.spoolDir, onFill: observeFills(events) });
   const manifests = new ManifestCache({
     blobs: storage.blobs,
     meta: storage.meta,
@@ -75,12 +79,12 @@ export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, optio
       // Config upstreams carry routing (aliases, default); injected ones route by name, first is default.
       upstreams: upstreams.map((upstream) => {
         const u = config.upstreams.find((c) => c.name === upstream.name);
-        return { upstream, aliases: u?.aliases, default: u?.default };
+        return { upstream: observeUpstream(upstream, events), aliases: u?.aliases, default: u?.default };
       }),
       fallbackGroups: config.fallbackGroups,
     }),
-    manifestCache({ cache: manifests }),
-    blobCache({ blobs: storage.blobs, fills }),
+    manifestCache({ cache: manifests, events }),
+    blobCache({ blobs: storage.blobs, fills, events }),
     listProxy(),
   ]);
   const unhandled = async () => {
@@ -89,6 +93,7 @@ export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, optio
 
   const mirror = async function mirror(ctx, next) {
     if (ctx.path !== '/v2' && !ctx.path.startsWith('/v2/')) return next();
+    onResponseEnd(ctx, (end) => events.emit('request', { route: ctx.state.oci?.kind ?? 'invalid', method: ctx.method, ...end }));
     await ready;
     return chain(ctx, unhandled);
   } as Middleware;
@@ -100,6 +105,7 @@ export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, optio
     upstreams,
     fills,
     manifests,
+    events,
     ready,
     drain: (graceMs = config.shutdownGrace) => fills.drain(graceMs),
     close(graceMs = config.shutdownGrace) {

@@ -14,15 +14,19 @@ import type { UpstreamTarget } from '../../src/state.js';
 import type { BlobStore } from '../../src/storage.js';
 import { upstreamError } from '../../src/upstream/errors.js';
 import { digestCandidates, firstAnswer } from '../../src/upstream/fallback.js';
+import type { CacheResult, MirrorEvents } from '../../src/events/index.js';
+import { reportCache } from '../../src/events/report.js';
 import '../../src/state.js';
 import { requireTarget } from '../upstream/index.js';
 
 export interface BlobCacheOptions {
   blobs: BlobStore;
   fills: Fills;
+  /** Told the cache outcome of every GET and HEAD answered from storage or a fill. */
+  events?: MirrorEvents;
 }
 
-export const blobCache = ({ blobs, fills }: BlobCacheOptions): Middleware =>
+export const blobCache = ({ blobs, fills, events }: BlobCacheOptions): Middleware =>
   async function blobCache(ctx, next) {
     const route = ctx.state.oci;
     if (route?.kind !== 'blob') return next();
@@ -41,6 +45,7 @@ export const blobCache = ({ blobs, fills }: BlobCacheOptions): Middleware =>
       const info = await blobs.stat(digest.value);
       if (info) {
         ctx.set('X-Mirror-Cache', 'HIT');
+        reportCache(ctx, events, { kind: 'blob', result: 'HIT', target, digest: digest.value, size: info.size });
         return sendRange(ctx, info.size, (start, end) => blobs.read(digest.value, { start, end }));
       }
       // A HEAD is a question, not a reason to pull a whole layer: ask the upstream the same.
@@ -50,6 +55,7 @@ export const blobCache = ({ blobs, fills }: BlobCacheOptions): Middleware =>
     } else {
       ctx.set('X-Mirror-Cache', 'JOIN');
     }
+    reportCache(ctx, events, { kind: 'blob', result: ctx.response.get('X-Mirror-Cache') as CacheResult, target, digest: digest.value });
 
     const { size } = await fill.ready;
     const active = fill;

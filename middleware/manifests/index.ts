@@ -4,6 +4,8 @@
  */
 import type { Middleware } from 'koa';
 import { OciError } from '../../src/errors.js';
+import type { MirrorEvents } from '../../src/events/index.js';
+import { reportCache } from '../../src/events/report.js';
 import { matchesEtag } from '../../src/http.js';
 import '../../src/state.js';
 import { requireTarget } from '../upstream/index.js';
@@ -11,7 +13,10 @@ import { ManifestCache, type ManifestCacheOptions, type ManifestResult } from '.
 
 export { ManifestCache, manifestKey, tagKey, type ManifestCacheOptions, type ManifestEntry, type ManifestResult } from './cache.js';
 
-export type ManifestCacheMiddlewareOptions = ManifestCacheOptions | { cache: ManifestCache };
+export type ManifestCacheMiddlewareOptions = (ManifestCacheOptions | { cache: ManifestCache }) & {
+  /** Told the cache outcome of every manifest answered. */
+  events?: MirrorEvents;
+};
 
 export const manifestCache = (options: ManifestCacheMiddlewareOptions): Middleware => {
   const cache = 'cache' in options ? options.cache : new ManifestCache(options);
@@ -23,6 +28,7 @@ export const manifestCache = (options: ManifestCacheMiddlewareOptions): Middlewa
       route.reference.kind === 'digest'
         ? await cache.byDigest(target, route.reference.digest)
         : await cache.byTag(target, route.reference.tag);
+    reportCache(ctx, options.events, { kind: 'manifest', result: result.cache, target, digest: result.entry.digest, size: result.entry.size });
     send(ctx, result);
   };
 };
