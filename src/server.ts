@@ -10,6 +10,8 @@ import Router from '@koa/router';
 import Koa from 'koa';
 import { pino, type Logger } from 'pino';
 import { parseConfig, parseListen, type MirrorConfig, type MirrorConfigInput } from './config.js';
+import { metricsEndpoint } from '../middleware/metrics/index.js';
+import { createMetrics, type Metrics } from './metrics/index.js';
 import { createMirror, type Mirror, type MirrorOptions } from './mirror.js';
 
 export interface ServerOptions extends MirrorOptions {
@@ -23,6 +25,8 @@ export interface MirrorServer {
   readonly port: number;
   readonly server: Server;
   readonly mirror: Mirror;
+  /** Served at `/metrics`. */
+  readonly metrics: Metrics;
   readonly app: Koa;
   /** Stops accepting, waits up to `graceMs` for fills in flight, then closes every connection. */
   close(graceMs?: number): Promise<void>;
@@ -49,6 +53,8 @@ export async function startServer(input: MirrorConfigInput | MirrorConfig = {}, 
   router.get('/healthz', (ctx) => {
     ctx.body = { status: 'ok' };
   });
+  const metrics = createMetrics(mirror, { processMetrics: true });
+  app.use(metricsEndpoint(metrics));
   app.use(router.routes());
   app.use(mirror);
 
@@ -69,12 +75,14 @@ export async function startServer(input: MirrorConfigInput | MirrorConfig = {}, 
     port: address.port,
     server,
     mirror,
+    metrics,
     app,
     close(graceMs = config.shutdownGrace) {
       closing ??= (async () => {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
         await mirror.close(graceMs);
+        metrics.stop();
         server.closeAllConnections();
         await closed;
       })();

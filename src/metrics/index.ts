@@ -1,0 +1,196 @@
+/**
+ * Prometheus metrics for one mirror, fed by its events. Each call builds its own Registry
+ * unless one is given, so two mirrors in one process never count into each other (prom-client's
+ * global registry would mix them, and would refuse the second mirror's metric names).
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { CacheResult, MirrorEvents } from '../events/index.js';
+import type { Fills } from '../fill/index.js';
+
+/** What eviction knows about the store's contents. */
+export interface StorageStats {
+  bytes: number;
+  objects: number;
+}
+
+/** The parts of a mirror that metrics read; a `Mirror` has all of them. */
+export interface MetricsSource {
+  readonly events: MirrorEvents;
+  readonly fills: Pick<Fills, 'size'>;
+  /** Present when eviction tracks the store (only then is its size known without a scan). */
+  readonly eviction?: { stats(): StorageStats } | undefined;
+}
+
+export interface MetricsOptions {
+  /** Where to register; a fresh Registry by default. Register one mirror per registry. */
+  registry?: Registry;
+  /** Also collect prom-client's process metrics (CPU, memory, event loop lag). */
+  processMetrics?: boolean;
+}
+
+export interface Metrics {
+  readonly registry: Registry;
+  /** The exposition text; serve it with `contentType`. */
+  text(): Promise<string>;
+  readonly contentType: string;
+  /** Stops listening to the mirror; the registry keeps the last values. */
+  stop(): void;
+}
+
+/** Responses whose bytes came from storage rather than from an upstream fetch. */
+const FROM_CACHE: ReadonlySet<CacheResult> = new Set(['HIT', 'REVALIDATED', 'STALE']);
+
+const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
+
+export function createMetrics(mirror: MetricsSource, options: MetricsOptions = {}): Metrics {
+  const registry = options.registry ?? new Registry();
+  const registers = [registry];
+  if (options.processMetrics) collectDefaultMetrics({ register: registry });
+
+  const requests = new Counter({
+    name: 'oci_mirror_requests_total',
+    help: 'Requests to /v2/, by route kind, method and response status.',
+    labelNames: ['route', 'method', 'status'] as const,
+    registers,
+  });
+  const requestDuration = new Histogram({
+    name: 'oci_mirror_request_duration_seconds',
+    help: 'Time from request to the end of the response, by route kind.',
+    labelNames: ['route'] as const,
+    buckets: DURATION_BUCKETS,
+    registers,
+  });
+  const cache = new Counter({
+    name: 'oci_mirror_cache_requests_total',
+    help: 'Manifest and blob requests by cache outcome: HIT, MISS, JOIN (joined a fill in flight), REVALIDATED, STALE.',
+    labelNames: ['kind', 'result'] as const,
+    registers,
+  });
+  const served = new Counter({
+    name: 'oci_mirror_served_bytes_total',
+    help: 'Body bytes of completed manifest and blob responses, by kind and source (cache: from storage; upstream: from a fetch).',
+    labelNames: ['kind', 'source'] as const,
+    registers,
+  });
+  const fetched = new Counter({
+    name: 'oci_mirror_upstream_fetched_bytes_total',
+    help: 'Manifest and blob bytes received from upstreams.',
+    labelNames: ['kind'] as const,
+    registers,
+  });
+  const upstreamRequests = new Counter({
+    name: 'oci_mirror_upstream_requests_total',
+    help: 'Requests to upstreams, by upstream, method and status ("error" when no answer came).',
+    labelNames: ['upstream', 'method', 'status'] as const,
+    registers,
+  });
+  const upstreamErrors = new Counter({
+    name: 'oci_mirror_upstream_errors_total',
+    help: 'Upstream requests that got no answer or a 5xx, by upstream and reason.',
+    labelNames: ['upstream', 'reason'] as const,
+    registers,
+  });
+  const upstreamDuration = new Histogram({
+    name: 'oci_mirror_upstream_request_duration_seconds',
+    help: 'Time from an upstream request to its response headers (or its failure).',
+    labelNames: ['upstream', 'method'] as const,
+    buckets: DURATION_BUCKETS,
+    registers,
+  });
+  new Gauge({
+    name: 'oci_mirror_fills_in_flight',
+    help: 'Blob fills from upstreams in progress.',
+    registers,
+    collect() {
+      this.set(mirror.fills.size);
+    },
+  });
+  const fills = new Counter({
+    name: 'oci_mirror_fills_total',
+    help: 'Blob fills that ended, by outcome (committed, existing: already stored, failed).',
+    labelNames: ['outcome'] as const,
+    registers,
+  });
+  const fillDuration = new Histogram({
+    name: 'oci_mirror_fill_duration_seconds',
+    help: 'Duration of blob fills, by outcome.',
+    labelNames: ['outcome'] as const,
+    buckets: DURATION_BUCKETS,
+    registers,
+  });
+  const evictions = new Counter({
+    name: 'oci_mirror_evictions_total',
+    help: 'Objects removed from storage by eviction, by kind and reason (ttl, size, orphan).',
+    labelNames: ['kind', 'reason'] as const,
+    registers,
+  });
+  const evictedBytes = new Counter({
+    name: 'oci_mirror_evicted_bytes_total',
+    help: 'Bytes removed from storage by eviction.',
+    labelNames: ['kind'] as const,
+    registers,
+  });
+  // Only where eviction tracks the store: without it the size would cost a full scan, and a
+  // gauge that is never set would read 0, which is a lie rather than an absence.
+  const tracked = mirror.eviction;
+  if (tracked) {
+    new Gauge({
+      name: 'oci_mirror_storage_bytes',
+      help: 'Bytes of manifests and blobs in storage, as eviction tracks them.',
+      registers,
+      collect() {
+        this.set(tracked.stats().bytes);
+      },
+    });
+    new Gauge({
+      name: 'oci_mirror_storage_objects',
+      help: 'Manifests and blobs in storage, as eviction tracks them.',
+      registers,
+      collect() {
+        this.set(tracked.stats().objects);
+      },
+    });
+  }
+
+  const { events } = mirror;
+  const unsubscribe = [
+    events.on('request', (e) => {
+      requests.inc({ route: e.route, method: e.method, status: String(e.status) });
+      requestDuration.observe({ route: e.route }, e.durationMs / 1000);
+    }),
+    events.on('cache', (e) => {
+      cache.inc({ kind: e.kind, result: e.result });
+      // A manifest miss is one fetch of its bytes (blobs are counted by their fills).
+      if (e.kind === 'manifest' && e.result === 'MISS' && e.size) fetched.inc({ kind: 'manifest' }, e.size);
+    }),
+    events.on('served', (e) => {
+      if (e.bytes > 0) served.inc({ kind: e.kind, source: FROM_CACHE.has(e.result) ? 'cache' : 'upstream' }, e.bytes);
+    }),
+    events.on('upstream', (e) => {
+      upstreamRequests.inc({ upstream: e.upstream, method: e.method, status: e.status === undefined ? 'error' : String(e.status) });
+      upstreamDuration.observe({ upstream: e.upstream, method: e.method }, e.durationMs / 1000);
+      if (e.error !== undefined) upstreamErrors.inc({ upstream: e.upstream, reason: e.error });
+      else if (e.status !== undefined && e.status >= 500) upstreamErrors.inc({ upstream: e.upstream, reason: `http ${e.status}` });
+    }),
+    events.on('fill:end', (e) => {
+      fills.inc({ outcome: e.outcome });
+      fillDuration.observe({ outcome: e.outcome }, e.durationMs / 1000);
+      if (e.bytes > 0) fetched.inc({ kind: 'blob' }, e.bytes);
+    }),
+    events.on('eviction', (e) => {
+      evictions.inc({ kind: e.kind, reason: e.reason });
+      evictedBytes.inc({ kind: e.kind }, e.bytes);
+    }),
+  ];
+
+  return {
+    registry,
+    text: () => registry.metrics(),
+    get contentType() {
+      return registry.contentType;
+    },
+    stop() {
+      for (const off of unsubscribe.splice(0)) off();
+    },
+  };
+}
