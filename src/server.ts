@@ -8,13 +8,16 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Router from '@koa/router';
 import Koa from 'koa';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
+import { requestLog, requestLogger } from '../middleware/logging/index.js';
 import { parseConfig, parseListen, type MirrorConfig, type MirrorConfigInput } from './config.js';
 import { metricsEndpoint } from '../middleware/metrics/index.js';
+import { createLogger } from './logging/index.js';
 import { createMetrics, type Metrics } from './metrics/index.js';
 import { createMirror, type Mirror, type MirrorOptions } from './mirror.js';
 
 export interface ServerOptions extends MirrorOptions {
+  /** Defaults to `createLogger()`, which redacts credentials; a logger of your own should use its `redact`. */
   logger?: Logger;
 }
 
@@ -37,18 +40,21 @@ const CLIENT_GONE = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ERR_STREAM_
 
 export async function startServer(input: MirrorConfigInput | MirrorConfig = {}, options: ServerOptions = {}): Promise<MirrorServer> {
   const config = parseConfig(input);
-  const logger = options.logger ?? pino({ level: process.env.LOG_LEVEL ?? 'info' });
+  const logger = options.logger ?? createLogger();
+  // Redaction keeps the credentials in it out of the line.
+  logger.debug({ config }, 'config');
   const mirror = createMirror(config, {
     ...options,
-    onError: options.onError ?? ((err, ctx) => logger.error({ err, method: ctx.method, path: ctx.path }, 'request failed')),
+    onError: options.onError ?? ((err, ctx) => requestLog(ctx, logger).error({ err, method: ctx.method, path: ctx.path }, 'request failed')),
   });
   await mirror.ready;
 
   const app = new Koa();
-  app.on('error', (err: NodeJS.ErrnoException) => {
+  app.on('error', (err: NodeJS.ErrnoException, ctx?: Koa.Context) => {
     if (err.code && CLIENT_GONE.has(err.code)) return;
-    logger.error({ err }, 'response failed');
+    (ctx ? requestLog(ctx, logger) : logger).error({ err }, 'response failed');
   });
+  app.use(requestLogger({ logger }));
   const router = new Router();
   router.get('/healthz', (ctx) => {
     ctx.body = { status: 'ok' };

@@ -1,28 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { MirrorEventMap, MirrorEventName } from '../../src/events/index.js';
 import { MirrorEvents } from '../../src/events/index.js';
-import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';
 import { raw, waitFor } from '../helpers/http.js';
-import { startTestMirror, type TestMirror } from '../helpers/mirror.js';
+import type { TestMirror } from '../helpers/mirror.js';
+import { opsFixture } from './fixture.js';
 
-let upstream: FakeUpstream;
-let mirrors: TestMirror[] = [];
-
-beforeEach(async () => {
-  upstream = await startFakeUpstream();
-});
-afterEach(async () => {
-  await Promise.all(mirrors.map((m) => m.dispose()));
-  mirrors = [];
-  await upstream.close();
-});
-
-async function mirror(): Promise<TestMirror> {
-  const m = await startTestMirror(upstream.url);
-  mirrors.push(m);
-  return m;
-}
+const ops = opsFixture();
+const mirror = () => ops.mirror();
 
 function record(m: TestMirror) {
   const seen: Array<{ name: MirrorEventName; event: MirrorEventMap[MirrorEventName] }> = [];
@@ -38,7 +23,7 @@ describe('mirror events', () => {
     const m = await mirror();
     const { of } = record(m);
     const data = randomBytes(100_000);
-    const d = upstream.addBlob(data);
+    const d = ops.upstream.addBlob(data);
     const url = `${m.url}/v2/team/app/blobs/${d}`;
 
     expect((await raw(url)).status).toBe(200);
@@ -66,7 +51,7 @@ describe('mirror events', () => {
   it('tells manifest outcomes and upstream errors', async () => {
     const m = await mirror();
     const { of } = record(m);
-    upstream.addManifest('team/app', '1.0', { schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', layers: [] });
+    ops.upstream.addManifest('team/app', '1.0', { schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', layers: [] });
     await raw(`${m.url}/v2/team/app/manifests/1.0`);
     await raw(`${m.url}/v2/team/app/manifests/nope`);
     await waitFor(() => of('request').length === 2);
@@ -86,7 +71,7 @@ describe('mirror events', () => {
     const [a, b] = [await mirror(), await mirror()];
     const ra = record(a);
     const rb = record(b);
-    const d = upstream.addBlob(randomBytes(1000));
+    const d = ops.upstream.addBlob(randomBytes(1000));
     await raw(`${a.url}/v2/team/app/blobs/${d}`);
     await waitFor(() => ra.of('request').length === 1);
     expect(rb.seen).toEqual([]);

@@ -1,28 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { Registry } from 'prom-client';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createMetrics } from '../../src/metrics/index.js';
-import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';
+import { startFakeUpstream } from '../helpers/fake-upstream.js';
 import { raw, waitFor } from '../helpers/http.js';
-import { startTestMirror, type TestMirror } from '../helpers/mirror.js';
+import type { TestMirror } from '../helpers/mirror.js';
+import { opsFixture } from './fixture.js';
 
-let upstream: FakeUpstream;
-let mirrors: TestMirror[] = [];
-
-beforeEach(async () => {
-  upstream = await startFakeUpstream();
-});
-afterEach(async () => {
-  await Promise.all(mirrors.map((m) => m.dispose()));
-  mirrors = [];
-  await upstream.close();
-});
-
-async function mirror(url = upstream.url, config = {}): Promise<TestMirror> {
-  const m = await startTestMirror(url, config);
-  mirrors.push(m);
-  return m;
-}
+const ops = opsFixture();
 
 /** One sample's value from exposition text; 0 when the series does not exist (a counter never incremented). */
 function sample(text: string, name: string, labels: Record<string, string> = {}): number {
@@ -44,9 +29,9 @@ async function scrape(m: TestMirror): Promise<string> {
 
 describe('metrics', () => {
   it('counts one miss and two hits of a blob exactly, and its bytes from upstream once', async () => {
-    const m = await mirror();
+    const m = await ops.mirror();
     const data = randomBytes(200_000);
-    const d = upstream.addBlob(data);
+    const d = ops.upstream.addBlob(data);
     const url = `${m.url}/v2/team/app/blobs/${d}`;
     expect((await raw(url)).headers['x-mirror-cache']).toBe('MISS');
     await waitFor(() => m.mirror.fills.size === 0);
@@ -72,14 +57,14 @@ describe('metrics', () => {
   });
 
   it('counts manifest misses, hits and stale serves, and upstream errors', async () => {
-    const m = await mirror(upstream.url, { cache: { tagTtl: '50ms' } });
+    const m = await ops.mirror({ cache: { tagTtl: '50ms' } });
     const body = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', layers: [] }));
-    const d = upstream.addManifest('team/app', '1.0', body);
+    const d = ops.upstream.addManifest('team/app', '1.0', body);
     const url = (ref: string) => `${m.url}/v2/team/app/manifests/${ref}`;
     expect((await raw(url('1.0'))).headers['x-mirror-cache']).toBe('MISS');
     expect((await raw(url(d))).headers['x-mirror-cache']).toBe('HIT');
     await new Promise((r) => setTimeout(r, 80));
-    upstream.failWith = 503;
+    ops.upstream.failWith = 503;
     expect((await raw(url('1.0'))).headers['x-mirror-cache']).toBe('STALE');
 
     let text = '';
@@ -96,7 +81,7 @@ describe('metrics', () => {
     const dead = await startFakeUpstream();
     const deadUrl = dead.url;
     await dead.close();
-    const m = await mirror(deadUrl);
+    const m = await ops.mirror({}, { upstreamUrl: deadUrl });
     const res = await raw(`${m.url}/v2/team/app/manifests/1.0`);
     expect(res.status).toBe(503);
     let text = '';
@@ -106,8 +91,8 @@ describe('metrics', () => {
   });
 
   it('gives each mirror its own registry, or the one it is handed', async () => {
-    const [a, b] = [await mirror(), await mirror()];
-    const d = upstream.addBlob(randomBytes(1000));
+    const [a, b] = [await ops.mirror(), await ops.mirror()];
+    const d = ops.upstream.addBlob(randomBytes(1000));
     await raw(`${a.url}/v2/team/app/blobs/${d}`);
     await waitFor(async () => sample(await scrape(a), 'oci_mirror_requests_total') === 1);
     expect(sample(await scrape(b), 'oci_mirror_requests_total')).toBe(0);

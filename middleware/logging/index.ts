@@ -1,0 +1,64 @@
+/**
+ * One child logger per request, with its id bound once (and its upstream and repository once
+ * they are known), and one access line when the response has ended.
+ */
+import type { Middleware, ParameterizedContext } from 'koa';
+import type { Logger } from 'pino';
+import { onResponseEnd } from '../../src/events/response-end.js';
+import { requestIdFrom } from '../../src/logging/request-id.js';
+import '../../src/state.js';
+
+declare module 'koa' {
+  interface DefaultState {
+    /** Set by `requestLogger`: the request's id, also sent back in its header. */
+    reqId?: string;
+    /** Set by `requestLogger`; read it through `requestLog(ctx)`, which adds upstream and repository. */
+    log?: Logger;
+  }
+}
+
+export interface RequestLoggerOptions {
+  logger: Logger;
+  /** Taken from the request when sane, else generated; always sent back. */
+  header?: string;
+}
+
+export const requestLogger = ({ logger, header = 'X-Request-Id' }: RequestLoggerOptions): Middleware =>
+  async function requestLogger(ctx, next) {
+    const reqId = requestIdFrom(ctx.get(header) || undefined);
+    ctx.state.reqId = reqId;
+    ctx.state.log = logger.child({ reqId });
+    ctx.set(header, reqId);
+    onResponseEnd(ctx, (end) => {
+      const line = {
+        method: ctx.method,
+        // The path only: a query may carry anything a client put there.
+        path: ctx.path,
+        status: end.status,
+        bytes: end.bytes,
+        durationMs: Math.round(end.durationMs),
+        cache: ctx.response.get('X-Mirror-Cache') || undefined,
+        aborted: end.complete ? undefined : true,
+      };
+      requestLog(ctx, logger).info(line, 'request');
+    });
+    await next();
+  };
+
+/** Loggers that already carry upstream and repository, so that they are bound once per request. */
+const targeted = new WeakSet<Logger>();
+
+/**
+ * The request's logger: with `reqId`, and with `upstream` and `repo` from the moment routing has
+ * chosen them. `fallback` serves requests that did not pass through `requestLogger`.
+ */
+export function requestLog(ctx: ParameterizedContext, fallback: Logger): Logger {
+  const log = ctx.state.log;
+  if (!log) return fallback;
+  const target = ctx.state.target;
+  if (!target || targeted.has(log)) return log;
+  const bound = log.child({ upstream: target.upstream.name, repo: target.repository });
+  targeted.add(bound);
+  ctx.state.log = bound;
+  return bound;
+}
