@@ -12,12 +12,14 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, open, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { deadline } from '../deadline.js';
 import { DigestVerifier } from '../digest.js';
 import { OciError } from '../errors.js';
 import type { Digest } from '../reference.js';
 import type { BlobStore } from '../storage.js';
 import { FillReader } from './reader.js';
+import { SpoolWriter } from './spool-writer.js';
 
 export interface FillSourceResponse {
   /** Declared size, when the upstream sent a Content-Length. */
@@ -199,20 +201,15 @@ export class Fill {
       }
 
       const verifier = new DigestVerifier(this.digest, res.size);
+      const writer = new SpoolWriter(this.handle, verifier, (end) => {
+        this.written = end;
+        this.notify();
+      });
       const onAbort = () => body?.destroy(signal.reason as Error);
       signal.addEventListener('abort', onAbort, { once: true });
       try {
         signal.throwIfAborted();
-        for await (const chunk of body as AsyncIterable<Buffer>) {
-          verifier.update(chunk);
-          let off = 0;
-          while (off < chunk.length) {
-            const { bytesWritten } = await this.handle.write(chunk, off, chunk.length - off, this.written);
-            off += bytesWritten;
-            this.written += bytesWritten;
-          }
-          this.notify();
-        }
+        await pipeline(body, writer);
         signal.throwIfAborted();
       } finally {
         signal.removeEventListener('abort', onAbort);
