@@ -218,7 +218,7 @@ describe('s3 adapter', () => {
       endpoint: s3.endpoint,
       region: 'us-east-1',
       forcePathStyle: true,
-      credentials: S3RVER_CREDENTIALS,
+      credentials: { ...S3RVER_CREDENTIALS },
       requestChecksumCalculation: 'WHEN_REQUIRED',
     });
     const injected = s3BlobStore({ client, bucket: s3.bucket, prefix: `/${store.prefix}nested` });

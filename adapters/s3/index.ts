@@ -229,7 +229,8 @@ function createClient({ endpoint, region = 'us-east-1', forcePathStyle = false, 
     endpoint,
     region,
     forcePathStyle,
-    credentials,
+    // A copy: the SDK adds a `$source` key to the credentials object it is given.
+    credentials: credentials && { ...credentials },
     // The SDK's default adds CRC32 checksums, sent as aws-chunked trailers for streams, which many
     // S3-compatible stores reject; the blob's own digest is checked before anything is committed.
     requestChecksumCalculation: 'WHEN_REQUIRED',

@@ -7,15 +7,27 @@
  * ListMultipartUploads with 501. Both are filled in here, in front of s3rver, on s3rver's own
  * on-disk layout (`<bucket>/._S3rver_uploads/<uploadId>/`); `uploadsOnDisk()` counts that
  * directory directly, so a test does not have to trust the shim to see a dangling upload.
+ *
+ * s3rver 3.7 also writes objects in place and answers PutObject, UploadPart and
+ * CompleteMultipartUpload before the file is on disk (it resolves on its hashing Transform's
+ * 'finish', not the file stream's): a read during or right after a write sees a short object,
+ * where S3 shows the old object or the whole new one. Its store's two writers are replaced
+ * here by ones that write a temporary file, wait for it, and rename it into place.
  */
-import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { createHash, randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
 import S3rver from 's3rver';
 import { freePort } from './registry.js';
 
-export const S3RVER_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } as const;
+/** Frozen: the AWS SDK marks a credentials object it is given, so a store must hand it a copy. */
+export const S3RVER_CREDENTIALS = Object.freeze({ accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' });
 
 export interface S3Request {
   method: string;
@@ -44,7 +56,65 @@ export interface RunningS3 {
   destroy(): Promise<void>;
 }
 
+interface StoredObject {
+  bucket: string;
+  key: string;
+  content: Readable | Buffer;
+  metadata: unknown;
+}
+
+interface FilesystemStore {
+  getResourcePath(bucket: string, key: string | undefined, resource: string): string;
+  putMetadata(bucket: string, key: string, metadata: unknown, md5: string): Promise<void>;
+  putObject(object: StoredObject): Promise<{ size: number; md5: string }>;
+  putPart(bucket: string, uploadId: string, partNumber: number, content: Readable): Promise<{ size: number; md5: string }>;
+}
+
+/** Writes `content` to `path` atomically and resolves once the file is complete, with its size and MD5. */
+async function writeFileFully(path: string, content: Readable | Buffer): Promise<{ size: number; md5: string }> {
+  await mkdir(dirname(path), { recursive: true });
+  const tmp = `${path}.${randomUUID()}.writing`;
+  const md5 = createHash('md5');
+  let size = 0;
+  const source = Buffer.isBuffer(content) ? Readable.from([content]) : content;
+  await pipeline(
+    source,
+    async function* (chunks: AsyncIterable<Buffer>) {
+      for await (const chunk of chunks) {
+        md5.update(chunk);
+        size += chunk.length;
+        yield chunk;
+      }
+    },
+    createWriteStream(tmp),
+  ).catch(async (err: unknown) => {
+    await rm(tmp, { force: true });
+    throw err;
+  });
+  await rename(tmp, path);
+  return { size, md5: md5.digest('hex') };
+}
+
+let patched = false;
+function patchStore(): void {
+  if (patched) return;
+  patched = true;
+  const store = (createRequire(import.meta.url)('s3rver/lib/stores/filesystem.js') as { prototype: FilesystemStore }).prototype;
+  store.putObject = async function putObject(this: FilesystemStore, object) {
+    const written = await writeFileFully(this.getResourcePath(object.bucket, object.key, 'object'), object.content);
+    await this.putMetadata(object.bucket, object.key, object.metadata, written.md5);
+    return written;
+  };
+  store.putPart = async function putPart(this: FilesystemStore, bucket, uploadId, partNumber, content) {
+    const path = join(this.getResourcePath(bucket, undefined, 'uploads'), uploadId, String(partNumber));
+    const written = await writeFileFully(path, content);
+    await writeFile(`${path}.md5`, written.md5);
+    return written;
+  };
+}
+
 export async function startS3({ bucket = 'mirror' }: { bucket?: string } = {}): Promise<RunningS3> {
+  patchStore();
   const dir = await mkdtemp(join(tmpdir(), 'oci-s3rver-'));
   const uploadsDir = join(dir, bucket, '._S3rver_uploads');
   let server: S3rver | undefined;
@@ -62,7 +132,8 @@ export async function startS3({ bucket = 'mirror' }: { bucket?: string } = {}): 
       endpoint,
       region: 'us-east-1',
       forcePathStyle: true,
-      credentials: S3RVER_CREDENTIALS,
+      // A copy: the SDK marks the credentials object it is given (a `$source` key).
+      credentials: { ...S3RVER_CREDENTIALS },
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
     }),
