@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import { requestLog, requestLogger } from '../middleware/logging/index.js';
 import { parseConfig, parseListen, type MirrorConfig, type MirrorConfigInput } from './config.js';
 import { metricsEndpoint } from '../middleware/metrics/index.js';
+import { createReadiness } from './health/index.js';
 import { createLogger } from './logging/index.js';
 import { createMetrics, type Metrics } from './metrics/index.js';
 import { createMirror, type Mirror, type MirrorOptions } from './mirror.js';
@@ -58,6 +59,13 @@ export async function startServer(input: MirrorConfigInput | MirrorConfig = {}, 
   const router = new Router();
   router.get('/healthz', (ctx) => {
     ctx.body = { status: 'ok' };
+  });
+  const readiness = createReadiness(mirror, { onProbeError: (err) => logger.warn({ err }, 'storage probe failed') });
+  router.get('/readyz', async (ctx) => {
+    const report = await readiness.check();
+    ctx.status = report.ready ? 200 : 503;
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = report;
   });
   const metrics = createMetrics(mirror, { processMetrics: true });
   app.use(metricsEndpoint(metrics));
