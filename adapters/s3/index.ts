@@ -202,9 +202,16 @@ export function s3BlobStore(options: S3BlobStoreOptions): S3BlobStore {
       let keyMarker: string | undefined;
       let uploadIdMarker: string | undefined;
       for (;;) {
-        const page = await client.send(
-          new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: blobsPrefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
-        );
+        let page;
+        try {
+          page = await client.send(
+            new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: blobsPrefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
+          );
+        } catch (err) {
+          // A store that cannot list uploads (s3rver, some gateways) leaves them to its own lifecycle rules.
+          if (isUnsupported(err)) return;
+          throw err;
+        }
         for (const { Key, UploadId, Initiated } of page.Uploads ?? []) {
           if (!Key || !UploadId || (Initiated && Initiated.getTime() > cutoff)) continue;
           await abortUpload(target(Key), UploadId);
@@ -254,6 +261,11 @@ async function* take(source: Readable, bytes: number): AsyncGenerator<Buffer> {
 function normalisePrefix(prefix = ''): string {
   const trimmed = prefix.replace(/^\/+/, '');
   return trimmed === '' || trimmed.endsWith('/') ? trimmed : `${trimmed}/`;
+}
+
+function isUnsupported(err: unknown): boolean {
+  const { name, $metadata } = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return name === 'NotImplemented' || name === 'MethodNotAllowed' || $metadata?.httpStatusCode === 501;
 }
 
 function isNotFound(err: unknown): boolean {

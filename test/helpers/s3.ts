@@ -44,6 +44,8 @@ export interface RunningS3 {
   readonly dir: string;
   /** Sees every request before s3rver does; for tests that act at a given moment. */
   onRequest: ((req: S3Request) => void) | undefined;
+  /** Whether the missing multipart calls are filled in (default true); false shows s3rver as it is. */
+  shim: boolean;
   /** A client for looking at the bucket from the outside; destroyed by `destroy()`. */
   readonly client: S3Client;
   /** Multipart uploads s3rver still holds on disk for keys under `prefix`: what no API can hide. */
@@ -128,6 +130,7 @@ export async function startS3({ bucket = 'mirror' }: { bucket?: string } = {}): 
     bucket,
     dir,
     onRequest: undefined,
+    shim: true,
     client: new S3Client({
       endpoint,
       region: 'us-east-1',
@@ -142,6 +145,7 @@ export async function startS3({ bucket = 'mirror' }: { bucket?: string } = {}): 
       const s3 = new S3rver({ address: '127.0.0.1', port, silent: true, directory: dir, configureBuckets: [{ name: bucket }] });
       s3.middleware.unshift(async (ctx, next) => {
         running.onRequest?.({ method: ctx.method, path: ctx.path, query: ctx.query });
+        if (!running.shim) return next();
         if (ctx.method === 'DELETE' && typeof ctx.query.uploadId === 'string') return abortUpload(ctx, uploadsDir, ctx.query.uploadId);
         if (ctx.method === 'GET' && /^\/[^/]+\/?$/.test(ctx.path) && 'uploads' in ctx.query) return listUploads(ctx, uploadsDir, bucket);
         return next();
