@@ -40,7 +40,17 @@ async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
-  const server = await startServer(config);
+  let server;
+  try {
+    server = await startServer(config);
+  } catch (err) {
+    // Secrets and htpasswd files are read at start-up: a missing one is a config error too.
+    if (err instanceof ConfigError) {
+      process.stderr.write(`oci-mirror: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
   await new Promise<void>((resolve) => {
     const stop = () => {
       process.off('SIGTERM', stop);

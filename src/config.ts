@@ -52,7 +52,21 @@ const upstreamSchema = z
     /** Takes the names that name no configured registry. Without one marked, the first upstream does. */
     default: z.boolean().default(false),
     username: z.string().optional(),
+    /** Prefer passwordFile or passwordEnv: a password in the config file is a password in every backup of it. */
     password: z.string().optional(),
+    passwordFile: z.string().optional(),
+    passwordEnv: z.string().optional(),
+    /** A static bearer token sent as is, instead of any handshake. */
+    token: z.string().optional(),
+    tokenFile: z.string().optional(),
+    tokenEnv: z.string().optional(),
+    /** Fetch with each client's own credentials (clients log in to the mirror as to the registry). */
+    forwardCredentials: z.boolean().default(false),
+    /**
+     * Serve cached content only to clients that the upstream confirms may read it (one HEAD
+     * with their credentials, remembered for auth.accessTtl). Defaults to forwardCredentials.
+     */
+    private: z.boolean().optional(),
     timeouts: z
       .object({ connect: duration.optional(), headers: duration.optional(), body: duration.optional() })
       .strict()
@@ -73,11 +87,49 @@ const upstreamSchema = z
     message: 'give either url or urls (one of them, not both)',
     path: ['url'],
   })
-  .refine((u) => (u.username === undefined) === (u.password === undefined), {
+  .refine((u) => [u.password, u.passwordFile, u.passwordEnv].filter((v) => v !== undefined).length <= 1, {
+    message: 'give one of password, passwordFile, passwordEnv',
+    path: ['password'],
+  })
+  .refine((u) => (u.username === undefined) === ((u.password ?? u.passwordFile ?? u.passwordEnv) === undefined), {
     message: 'username and password go together',
     path: ['password'],
   })
-  .transform(({ url, urls, ...rest }) => ({ ...rest, urls: urls ?? [url!] }));
+  .refine((u) => [u.token, u.tokenFile, u.tokenEnv].filter((v) => v !== undefined).length <= 1, {
+    message: 'give one of token, tokenFile, tokenEnv',
+    path: ['token'],
+  })
+  .refine((u) => u.username === undefined || (u.token ?? u.tokenFile ?? u.tokenEnv) === undefined, {
+    message: 'a static token replaces username and password; give one or the other',
+    path: ['token'],
+  })
+  .transform(({ url, urls, ...rest }) => ({ ...rest, urls: urls ?? [url!], private: rest.private ?? rest.forwardCredentials }));
+
+const authSchema = z
+  .object({
+    /** An htpasswd file with bcrypt entries (htpasswd -B): the mirror's own users. */
+    htpasswd: z.string().optional(),
+    /** Static bearer tokens, for scripts: `Authorization: Bearer <token>`. */
+    tokens: z
+      .array(
+        z
+          .object({ name: z.string().min(1), token: z.string().min(16).optional(), tokenFile: z.string().optional(), tokenEnv: z.string().optional() })
+          .strict()
+          .refine((t) => [t.token, t.tokenFile, t.tokenEnv].filter((v) => v !== undefined).length === 1, {
+            message: 'give exactly one of token, tokenFile, tokenEnv',
+          }),
+      )
+      .default([]),
+    /** Repository globs (`<registry>/<repository>`) anonymous clients may pull. */
+    anonymous: z.array(z.string().min(1)).default([]),
+    /** Who may pull what; without rules every authenticated client may pull everything. */
+    rules: z
+      .array(z.object({ users: z.array(z.string().min(1)).min(1), repositories: z.array(z.string().min(1)).min(1) }).strict())
+      .optional(),
+    /** How long an upstream's "yes, this client may read this repository" is trusted. */
+    accessTtl: duration.prefault('60s'),
+  })
+  .strict();
 
 const fallbackGroupSchema = z
   .object({
@@ -112,6 +164,7 @@ export const configSchema = z
         }
       }),
     fallbackGroups: z.array(fallbackGroupSchema).default([]),
+    auth: authSchema.prefault({}),
     cache: z
       .object({
         /** How long a tag maps to a digest before it is revalidated upstream with a HEAD. */

@@ -4,19 +4,21 @@
  */
 import type { Middleware } from 'koa';
 import compose from 'koa-compose';
+import { loadHtpasswd, mirrorAuth, upstreamAccess } from '../middleware/auth/index.js';
 import { blobCache } from '../middleware/blobs/index.js';
 import { ociErrors, type OciErrorsOptions } from '../middleware/errors/index.js';
 import { listProxy } from '../middleware/lists/index.js';
 import { ManifestCache, manifestCache } from '../middleware/manifests/index.js';
 import { ociRequest } from '../middleware/request/index.js';
 import { upstreamSelect } from '../middleware/upstream/index.js';
-import { parseConfig, type MirrorConfig, type MirrorConfigInput } from './config.js';
+import { ConfigError, parseConfig, type MirrorConfig, type MirrorConfigInput } from './config.js';
+import { readSecret } from './secrets.js';
 import { MirrorEvents, observeFills, observeUpstream, onResponseEnd } from './events/index.js';
 import { createFills, type Fills } from './fill/index.js';
 import type { Storage } from './storage.js';
 import { createStorage } from './storage-config.js';
 import { createFailoverUpstream, type FailoverUpstream } from './upstream/failover.js';
-import type { Upstream } from './upstream/types.js';
+import type { Upstream, UpstreamCredentials } from './upstream/types.js';
 
 export interface MirrorOptions {
   /** Storage to use instead of the one the config describes (a custom adapter, say). */
@@ -49,12 +51,43 @@ export function createUpstreams(config: MirrorConfig['upstreams']): FailoverUpst
     createFailoverUpstream({
       name: u.name,
       urls: u.urls,
-      credentials: u.username !== undefined && u.password !== undefined ? { username: u.username, password: u.password } : undefined,
+      credentials: upstreamCredentials(u),
+      token: readSecret({ value: u.token, file: u.tokenFile, env: u.tokenEnv }, `upstreams[${u.name}].token`),
       timeouts: u.timeouts,
       connections: u.connections,
       health: u.health,
     }),
   );
+}
+
+function upstreamCredentials(u: MirrorConfig['upstreams'][number]): UpstreamCredentials | undefined {
+  if (u.username === undefined) return undefined;
+  const password = readSecret({ value: u.password, file: u.passwordFile, env: u.passwordEnv }, `upstreams[${u.name}].password`);
+  return password === undefined ? undefined : { username: u.username, password };
+}
+
+/** The mirror's own client authentication, when the config asks for any. */
+function mirrorAuthFrom(config: MirrorConfig): Middleware | undefined {
+  const { auth } = config;
+  if (auth.htpasswd === undefined && auth.tokens.length === 0) return undefined;
+  let users;
+  try {
+    users = auth.htpasswd === undefined ? undefined : loadHtpasswd(auth.htpasswd);
+  } catch (err) {
+    throw new ConfigError(`auth.htpasswd: ${(err as Error).message}`);
+  }
+  const forwarding = new Set(config.upstreams.filter((u) => u.forwardCredentials).map((u) => u.name));
+  return mirrorAuth({
+    htpasswd: users,
+    tokens: auth.tokens.map((t, i) => ({
+      name: t.name,
+      token: readSecret({ value: t.token, file: t.tokenFile, env: t.tokenEnv }, `auth.tokens[${i}].token`)!,
+    })),
+    anonymous: auth.anonymous,
+    rules: auth.rules,
+    // Clients of a forwarding upstream authenticate to that upstream, which decides.
+    exempt: (target) => forwarding.has(target.upstream.name),
+  });
 }
 
 export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, options: MirrorOptions = {}): Mirror {
@@ -72,6 +105,7 @@ export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, optio
   const ready = Promise.all([storage.blobs.recover?.(), storage.meta.recover?.()]).then(() => {});
   ready.catch(() => {});
 
+  const protect = mirrorAuthFrom(config);
   const chain = compose([
     ociErrors({ onError: options.onError }),
     ociRequest(),
@@ -82,6 +116,15 @@ export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, optio
         return { upstream: observeUpstream(upstream, events), aliases: u?.aliases, default: u?.default };
       }),
       fallbackGroups: config.fallbackGroups,
+    }),
+    ...(protect ? [protect] : []),
+    upstreamAccess({
+      policy: (name) => {
+        const u = config.upstreams.find((c) => c.name === name);
+        return u && { forwardCredentials: u.forwardCredentials, private: u.private };
+      },
+      ttl: config.auth.accessTtl,
+      challengeAtBase: config.upstreams.some((u) => u.forwardCredentials || u.private),
     }),
     manifestCache({ cache: manifests, events }),
     blobCache({ blobs: storage.blobs, fills, events }),

@@ -3,7 +3,7 @@
  * every middleware reads the same fields without casts.
  */
 import type { Digest, ManifestReference } from './reference.js';
-import type { Upstream } from './upstream/types.js';
+import type { Upstream, UpstreamCredentials } from './upstream/types.js';
 import type {} from 'koa';
 
 export type OciRoute =
@@ -27,6 +27,16 @@ export interface UpstreamTarget {
    * where the config allows it for the name: tag squatting on a fallback is a real attack.
    */
   tagFallbacks?: UpstreamTarget[];
+  /** The client's own credentials, forwarded to this upstream only (set by `upstreamAccess`). */
+  credentials?: UpstreamCredentials;
+}
+
+/** Who is asking, as far as the mirror could tell from the `Authorization` header. */
+export interface ClientIdentity {
+  /** The user or token name the mirror verified; undefined when it verified nobody. */
+  name?: string;
+  /** Basic credentials as the client sent them, for forwarding to an upstream that asks for them. */
+  basic?: UpstreamCredentials;
 }
 
 declare module 'koa' {
@@ -35,6 +45,8 @@ declare module 'koa' {
     oci?: OciRoute;
     /** Set by the `upstreamSelect` middleware. */
     target?: UpstreamTarget;
+    /** Set by the `mirrorAuth` middleware (or by `upstreamAccess` from the header when there is none). */
+    client?: ClientIdentity;
   }
 }
 

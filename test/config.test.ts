@@ -36,6 +36,11 @@ describe('config', () => {
     expect(parseConfig(c).shutdownGrace).toBe(5_000);
   });
 
+  it('makes an upstream that forwards credentials private unless told otherwise', () => {
+    const c = parseConfig({ upstreams: [{ name: 'a.io', url: 'https://a', forwardCredentials: true }, { name: 'b.io', url: 'https://b' }] });
+    expect(c.upstreams.map((u) => u.private)).toEqual([true, false]);
+  });
+
   it.each([
     [{ upstreams: [{ name: 'x.io', url: 'https://a', urls: ['https://b'] }] }, 'upstreams[0].url: give either url or urls'],
     [{ upstreams: [{ name: 'x.io' }] }, 'upstreams[0].url: give either url or urls'],
@@ -56,6 +61,13 @@ describe('config', () => {
     ],
     [{ upstreams: [{ name: 'a.io', url: 'https://a', health: { maxFails: 0 } }] }, 'upstreams[0].health.maxFails'],
     [{ cache: { tagTTL: '5m' } }, 'cache: Unrecognized key: "tagTTL"'],
+    [
+      { upstreams: [{ name: 'a.io', url: 'https://a', username: 'u', password: 'p', passwordFile: '/f' }] },
+      'upstreams[0].password: give one of password, passwordFile, passwordEnv',
+    ],
+    [{ upstreams: [{ name: 'a.io', url: 'https://a', username: 'u', passwordEnv: 'P', token: 't' }] }, 'upstreams[0].token: a static token replaces'],
+    [{ auth: { tokens: [{ name: 'ci' }] } }, 'auth.tokens[0]: give exactly one of token, tokenFile, tokenEnv'],
+    [{ auth: { tokens: [{ name: 'ci', token: 'short' }] } }, 'auth.tokens[0].token'],
   ])('names the key: %j', (input, message) => {
     expect(problems(input).join('\n')).toContain(message);
   });

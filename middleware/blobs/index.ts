@@ -50,8 +50,10 @@ export const blobCache = ({ blobs, fills, events }: BlobCacheOptions): Middlewar
       }
       // A HEAD is a question, not a reason to pull a whole layer: ask the upstream the same.
       if (ctx.method === 'HEAD') return headUpstream(ctx, target, digest);
-      fill = fills.acquire(digest, upstreamBlob(target, digest));
-      ctx.set('X-Mirror-Cache', 'MISS');
+      // Another request may have started the fill while we looked in storage.
+      const started = fills.get(digest.value);
+      fill = started ?? fills.acquire(digest, upstreamBlob(target, digest));
+      ctx.set('X-Mirror-Cache', started ? 'JOIN' : 'MISS');
     } else {
       ctx.set('X-Mirror-Cache', 'JOIN');
     }
@@ -112,6 +114,7 @@ function upstreamBlob(target: UpstreamTarget, digest: Digest): FillSource {
         const res = await t.upstream.request({
           method: 'GET',
           repository: t.repository,
+          credentials: t.credentials,
           path: `/v2/${t.repository}/blobs/${digest.value}`,
           signal,
         });
@@ -127,6 +130,7 @@ async function headUpstream(ctx: ParameterizedContext, target: UpstreamTarget, d
     const res = await t.upstream.request({
       method: 'HEAD',
       repository: t.repository,
+      credentials: t.credentials,
       path: `/v2/${t.repository}/blobs/${digest.value}`,
     });
     if (res.status !== 200) throw await upstreamError(res, 'BLOB_UNKNOWN');

@@ -33,6 +33,7 @@ async function tagsList(ctx: ParameterizedContext, name: string, n: number | und
   const res = await target.upstream.request({
     method: 'GET',
     repository: target.repository,
+    credentials: target.credentials,
     path: `/v2/${target.repository}/tags/list${qs}`,
   });
   if (res.status !== 200) throw await upstreamError(res, 'NAME_UNKNOWN');
@@ -75,6 +76,7 @@ async function referrers(ctx: ParameterizedContext, digest: string, artifactType
   const res = await target.upstream.request({
     method: 'GET',
     repository: target.repository,
+    credentials: target.credentials,
     path: `/v2/${target.repository}/referrers/${digest}${qs}`,
   });
   // An upstream without the referrers API answers 404: passing that on tells the client to

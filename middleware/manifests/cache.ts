@@ -84,7 +84,7 @@ export class ManifestCache {
     const { tagFallbacks = [] } = target;
     if (tagFallbacks.length === 0) return this.byTagOn(target, tag);
     // Each upstream keeps its own tag records: a fallback's answer is cached as that upstream's.
-    return firstAnswer([target, ...tagFallbacks], (t) => this.byTagOn({ upstream: t.upstream, repository: t.repository }, tag));
+    return firstAnswer([target, ...tagFallbacks], (t) => this.byTagOn(t, tag));
   }
 
   private async byTagOn(target: UpstreamTarget, tag: string): Promise<ManifestResult> {
@@ -140,6 +140,7 @@ export class ManifestCache {
     const res = await target.upstream.request({
       method: 'HEAD',
       repository: target.repository,
+      credentials: target.credentials,
       path: `/v2/${target.repository}/manifests/${tag}`,
       headers: { accept: MANIFEST_ACCEPT },
     });
@@ -164,6 +165,7 @@ export class ManifestCache {
     const res = await target.upstream.request({
       method: 'GET',
       repository: target.repository,
+      credentials: target.credentials,
       path: `/v2/${target.repository}/manifests/${reference}`,
       headers: { accept: MANIFEST_ACCEPT },
     });

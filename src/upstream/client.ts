@@ -10,7 +10,7 @@ import { discard } from './body.js';
 import { shortReason } from './reason.js';
 import { basicAuthorization, createTokenSource } from './token.js';
 import type { BearerChallenge } from './token.js';
-import type { Upstream, UpstreamOptions, UpstreamRequest, UpstreamResponse } from './types.js';
+import type { Upstream, UpstreamCredentials, UpstreamOptions, UpstreamRequest, UpstreamResponse } from './types.js';
 import { parseWwwAuthenticate } from './www-authenticate.js';
 
 const DEFAULT_TIMEOUTS = { connect: 10_000, headers: 30_000, body: 60_000 } as const;
@@ -28,6 +28,7 @@ interface Credential {
 
 export function createUpstream(options: UpstreamOptions): Upstream {
   const { name, credentials } = options;
+  const staticToken = options.token === undefined ? undefined : `Bearer ${options.token}`;
   const base = parseUpstreamUrl(options.url);
   const origin = base.origin;
   const prefix = base.pathname.replace(/\/+$/, '');
@@ -52,18 +53,18 @@ export function createUpstream(options: UpstreamOptions): Upstream {
     timeout: timeouts.headers,
     userAgent: USER_AGENT,
   });
-  const basic = credentials === undefined ? undefined : basicAuthorization(credentials);
   /** The Bearer realm this upstream last challenged with: it lets cached tokens go out up front. */
   let bearer: BearerChallenge | undefined;
   /** Set once the upstream asked for Basic: from then on credentials go out up front. */
   let basicWanted = false;
 
-  function upfront(scope: string | undefined): Credential | undefined {
+  function upfront(scope: string | undefined, creds: UpstreamCredentials | undefined): Credential | undefined {
+    if (staticToken !== undefined) return { authorization: staticToken };
     if (bearer !== undefined) {
-      const token = tokens.cached(bearer, scope);
+      const token = tokens.cached(bearer, scope, creds);
       if (token !== undefined) return { authorization: `Bearer ${token}`, token };
     }
-    return basicWanted && basic !== undefined ? { authorization: basic } : undefined;
+    return basicWanted && creds !== undefined ? { authorization: basicAuthorization(creds) } : undefined;
   }
 
   async function dispatch(url: URL, req: UpstreamRequest, authorization: string | undefined): Promise<Dispatcher.ResponseData> {
@@ -115,10 +116,13 @@ export function createUpstream(options: UpstreamOptions): Upstream {
     const url = new URL(origin + prefix + req.path);
     const scope = req.repository === '' ? undefined : `repository:${req.repository}:pull`;
 
-    const sent = upfront(scope);
+    // A client's forwarded credentials stand in for the configured ones, for this request only.
+    const creds = req.credentials ?? credentials;
+    const sent = upfront(scope, creds);
     const res = await send(req, url, sent?.authorization);
     // A 401 from a redirect target is that host's business; only the upstream's own challenges are answered.
-    if (res.status !== 401 || new URL(res.url).origin !== origin) return res;
+    // A static token is all there is: a 401 to it is the answer.
+    if (res.status !== 401 || new URL(res.url).origin !== origin || staticToken !== undefined) return res;
 
     const challenges = parseWwwAuthenticate(res.headers['www-authenticate']);
     const challenge = challenges.find((c) => c.scheme === 'bearer' && c.params.realm);
@@ -127,13 +131,13 @@ export function createUpstream(options: UpstreamOptions): Upstream {
       const { realm, service, error, scope: wanted } = challenge.params;
       const realmed: BearerChallenge = { realm: realm!, service };
       await discard(res.body);
-      const token = await tokens.get(realmed, error === 'insufficient_scope' && wanted ? wanted : scope, req.signal, sent?.token);
+      const token = await tokens.get(realmed, error === 'insufficient_scope' && wanted ? wanted : scope, req.signal, sent?.token, creds);
       bearer = realmed;
       retry = `Bearer ${token}`;
-    } else if (basic !== undefined && sent?.authorization !== basic && challenges.some((c) => c.scheme === 'basic')) {
+    } else if (creds !== undefined && sent?.authorization === undefined && challenges.some((c) => c.scheme === 'basic')) {
       await discard(res.body);
       basicWanted = true;
-      retry = basic;
+      retry = basicAuthorization(creds);
     } else {
       return res;
     }

@@ -5,6 +5,7 @@
  * `access_token`, cap the body. Tokens are cached per (realm, service, scope, identity) and
  * concurrent fetches of one key share one request; both maps live in the closure of one upstream.
  */
+import { createHash } from 'node:crypto';
 import { getDomain } from 'tldts';
 import type { Dispatcher } from 'undici';
 import { deadline } from '../deadline.js';
@@ -31,13 +32,20 @@ export interface TokenSourceOptions {
 }
 
 export interface TokenSource {
-  /** A cached token still good for a while, without any I/O. */
-  cached(challenge: BearerChallenge, scope: string | undefined): string | undefined;
+  /** A cached token still good for a while, without any I/O. `credentials` defaults to the configured ones. */
+  cached(challenge: BearerChallenge, scope: string | undefined, credentials?: UpstreamCredentials): string | undefined;
   /**
    * A token for the scope: the cached one unless it is `stale` (the one the upstream just
    * refused), else a fresh one, shared with any concurrent caller of the same key.
+   * `credentials` (a client's own, forwarded) replace the configured ones for this exchange.
    */
-  get(challenge: BearerChallenge, scope: string | undefined, signal?: AbortSignal, stale?: string): Promise<string>;
+  get(
+    challenge: BearerChallenge,
+    scope: string | undefined,
+    signal?: AbortSignal,
+    stale?: string,
+    credentials?: UpstreamCredentials,
+  ): Promise<string>;
   /** Forgets every token and abandons the exchanges under way. */
   close(): void;
 }
@@ -58,14 +66,13 @@ interface Cached {
 }
 
 export function createTokenSource(options: TokenSourceOptions): TokenSource {
-  const { name, upstream, credentials } = options;
-  const identity = credentials === undefined ? 'anonymous' : `basic:${credentials.username}`;
+  const { name, upstream } = options;
   const cache = new Map<string, Cached>();
   const inflight = new Map<string, Promise<string>>();
   const closed = new AbortController();
 
-  const keyOf = (c: BearerChallenge, scope: string | undefined): string =>
-    JSON.stringify([c.realm, c.service ?? '', scope ?? '', identity]);
+  const keyOf = (c: BearerChallenge, scope: string | undefined, credentials: UpstreamCredentials | undefined): string =>
+    JSON.stringify([c.realm, c.service ?? '', scope ?? '', credentialIdentity(credentials)]);
 
   function remember(key: string, entry: Cached): void {
     cache.delete(key);
@@ -85,7 +92,12 @@ export function createTokenSource(options: TokenSourceOptions): TokenSource {
     return undefined;
   }
 
-  async function exchange(key: string, challenge: BearerChallenge, scope: string | undefined): Promise<string> {
+  async function exchange(
+    key: string,
+    challenge: BearerChallenge,
+    scope: string | undefined,
+    credentials: UpstreamCredentials | undefined,
+  ): Promise<string> {
     const realm = checkRealm(challenge.realm, upstream, name, credentials !== undefined);
     if (challenge.service !== undefined) realm.searchParams.set('service', challenge.service);
     if (scope !== undefined) realm.searchParams.set('scope', scope);
@@ -132,16 +144,16 @@ export function createTokenSource(options: TokenSourceOptions): TokenSource {
   }
 
   return {
-    cached: (challenge, scope) => fresh(keyOf(challenge, scope)),
+    cached: (challenge, scope, credentials = options.credentials) => fresh(keyOf(challenge, scope, credentials)),
 
-    get(challenge, scope, signal, stale) {
-      const key = keyOf(challenge, scope);
+    get(challenge, scope, signal, stale, credentials = options.credentials) {
+      const key = keyOf(challenge, scope, credentials);
       const hit = fresh(key);
       if (hit !== undefined && hit !== stale) return Promise.resolve(hit);
       if (hit !== undefined) cache.delete(key);
       let pending = inflight.get(key);
       if (pending === undefined) {
-        pending = exchange(key, challenge, scope).finally(() => inflight.delete(key));
+        pending = exchange(key, challenge, scope, credentials).finally(() => inflight.delete(key));
         // Waiters may all have given up (aborted); the shared promise must not become unhandled.
         pending.catch(() => undefined);
         inflight.set(key, pending);
@@ -191,6 +203,16 @@ function sameSite(host: string, upstreamHost: string): boolean {
   const domain = getDomain(upstreamHost, { allowPrivateDomains: true });
   // IP addresses and single labels (`localhost`) have no registrable domain: same host only.
   return domain !== null && getDomain(host, { allowPrivateDomains: true }) === domain;
+}
+
+/**
+ * Who a cached token belongs to. The password is part of it (hashed): keyed by user name
+ * alone, a client with a wrong password would be handed the token another client earned.
+ */
+export function credentialIdentity(credentials: UpstreamCredentials | undefined): string {
+  if (credentials === undefined) return 'anonymous';
+  const hash = createHash('sha256').update(`${credentials.username}\0${credentials.password}`).digest('base64url');
+  return `basic:${credentials.username}:${hash}`;
 }
 
 export function basicAuthorization(credentials: UpstreamCredentials): string {

@@ -21,6 +21,8 @@ export interface UpstreamOptions {
   /** Where it is reached, e.g. `https://registry-1.docker.io`. */
   url: string;
   credentials?: UpstreamCredentials;
+  /** A static bearer token sent to the upstream's own origin on every request, instead of any handshake. */
+  token?: string;
   timeouts?: UpstreamTimeouts;
   /** Connections per origin. */
   connections?: number;
@@ -36,6 +38,11 @@ export interface UpstreamRequest {
   path: string;
   headers?: Record<string, string>;
   signal?: AbortSignal;
+  /**
+   * A client's own credentials, forwarded: they replace the configured ones for this request
+   * (basic auth, or the token exchange), and tokens earned with them are cached apart.
+   */
+  credentials?: UpstreamCredentials;
 }
 
 export interface UpstreamResponse {
