@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
+import { byteSize } from './eviction/size.js';
 import { storageSchema } from './storage-config.js';
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -171,6 +172,14 @@ export const configSchema = z
         tagTtl: duration.prefault('5m'),
         /** Manifests larger than this are refused (the spec suggests registries accept at least 4 MiB). */
         maxManifestBytes: z.number().int().positive().default(4 * 1024 * 1024),
+        /** Evict the least recently used content while storage holds more than this (bytes, or e.g. 50GiB). Unset: no limit. */
+        maxBytes: byteSize.optional(),
+        /** Evict content not pulled for this long; a pull refreshes it. Unset: content stays until maxBytes needs the room. */
+        ttl: duration.optional(),
+        /** How often eviction looks for work (only with maxBytes or ttl). */
+        evictionInterval: duration.prefault('1m'),
+        /** The most objects one eviction pass removes; the rest waits for the next pass. */
+        evictionBatch: z.number().int().positive().default(1000),
       })
       .strict()
       .prefault({}),

@@ -14,6 +14,7 @@ import { upstreamSelect } from '../middleware/upstream/index.js';
 import { ConfigError, parseConfig, type MirrorConfig, type MirrorConfigInput } from './config.js';
 import { readSecret } from './secrets.js';
 import { MirrorEvents, observeFills, observeUpstream, onResponseEnd } from './events/index.js';
+import { evictionFromConfig, type Eviction } from './eviction/index.js';
 import { createFills, type Fills } from './fill/index.js';
 import type { Storage } from './storage.js';
 import { createStorage } from './storage-config.js';
@@ -26,6 +27,8 @@ export interface MirrorOptions {
   /** Upstreams to use instead of the ones the config describes. */
   upstreams?: Upstream[];
   onError?: OciErrorsOptions['onError'];
+  /** Told when work in the background (eviction) fails; it is tried again later. */
+  onBackgroundError?: (err: unknown, task: string) => void;
 }
 
 export interface Mirror extends Middleware {
@@ -36,6 +39,8 @@ export interface Mirror extends Middleware {
   readonly manifests: ManifestCache;
   /** What this mirror does, for metrics, logs and eviction; its own, never shared with another mirror. */
   readonly events: MirrorEvents;
+  /** Present when `cache.maxBytes` or `cache.ttl` is set. */
+  readonly eviction: Eviction | undefined;
   /** Start-up recovery of storage (temporary data a killed process left behind). */
   readonly ready: Promise<void>;
   /** Lets fills in flight finish for up to `graceMs`, then aborts them. */
@@ -104,6 +109,13 @@ export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, optio
   });
   const ready = Promise.all([storage.blobs.recover?.(), storage.meta.recover?.()]).then(() => {});
   ready.catch(() => {});
+  const eviction = evictionFromConfig(config.cache, {
+    storage,
+    events,
+    fills,
+    after: ready,
+    onError: (err) => options.onBackgroundError?.(err, 'eviction'),
+  });
 
   const protect = mirrorAuthFrom(config);
   const chain = compose([
@@ -149,11 +161,13 @@ export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, optio
     fills,
     manifests,
     events,
+    eviction,
     ready,
     drain: (graceMs = config.shutdownGrace) => fills.drain(graceMs),
     close(graceMs = config.shutdownGrace) {
       closing ??= (async () => {
         await fills.drain(graceMs);
+        await eviction?.close();
         await Promise.allSettled(upstreams.map((u) => u.close()));
         await Promise.allSettled([storage.blobs.close?.(), storage.meta.close?.()]);
       })();

@@ -47,6 +47,7 @@ export async function startServer(input: MirrorConfigInput | MirrorConfig = {}, 
   const mirror = createMirror(config, {
     ...options,
     onError: options.onError ?? ((err, ctx) => requestLog(ctx, logger).error({ err, method: ctx.method, path: ctx.path }, 'request failed')),
+    onBackgroundError: options.onBackgroundError ?? ((err, task) => logger.error({ err, task }, 'background task failed')),
   });
   await mirror.ready;
 

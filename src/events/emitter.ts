@@ -72,7 +72,7 @@ export interface EvictionEvent {
   digest: string;
   kind: ContentKind;
   bytes: number;
-  reason: 'ttl' | 'size' | 'orphan';
+  reason: 'ttl' | 'size';
 }
 
 export interface MirrorEventMap {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { fsStorage } from '../../adapters/fs/index.js';
 import type { MirrorConfigInput } from '../../src/config.js';
+import type { Storage } from '../../src/storage.js';
 import { startServer, type MirrorServer } from '../../src/server.js';
 
 export interface TestMirror extends MirrorServer {
@@ -22,15 +23,17 @@ export interface TestMirrorOptions {
    * without local files (S3, Keyv) does.
    */
   withoutSpool?: boolean;
+  /** Builds the storage over the data directory instead (to wrap, count or break it). */
+  storage?: (dataDir: string) => Storage;
 }
 
 export async function startTestMirror(
   upstreamUrl: string,
   config: Partial<MirrorConfigInput> = {},
-  { dataDir: reuse, withoutSpool = false }: TestMirrorOptions = {},
+  { dataDir: reuse, withoutSpool = false, storage: custom }: TestMirrorOptions = {},
 ): Promise<TestMirror> {
   const dataDir = reuse ?? (await mkdtemp(join(tmpdir(), 'oci-mirror-test-')));
-  let storage;
+  let storage = custom?.(dataDir);
   if (withoutSpool) {
     const fs = fsStorage({ path: dataDir, fsync: false });
     const { spool: _spool, ...blobs } = fs.blobs;

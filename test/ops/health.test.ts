@@ -1,45 +1,33 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pino } from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
-import { fsStorage } from '../../adapters/fs/index.js';
+import { describe, expect, it } from 'vitest';
 import { createReadiness, type ReadinessReport } from '../../src/health/index.js';
-import { startServer, type MirrorServer } from '../../src/server.js';
 import type { Storage } from '../../src/storage.js';
 import { startFakeUpstream } from '../helpers/fake-upstream.js';
 import { raw, waitFor } from '../helpers/http.js';
+import type { TestMirror } from '../helpers/mirror.js';
 import { opsFixture } from './fixture.js';
 
 const ops = opsFixture();
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0)) await c();
-});
 
 async function readyz(url: string): Promise<{ status: number; report: ReadinessReport }> {
   const res = await raw(`${url}/readyz`);
   return { status: res.status, report: JSON.parse(res.body.toString()) as ReadinessReport };
 }
 
-/** An fs storage whose writes fail while `broken` is set, as a full or read-only volume would. */
-async function breakableServer(): Promise<{ server: MirrorServer; setBroken(v: boolean): void }> {
-  const dataDir = await mkdtemp(join(tmpdir(), 'oci-mirror-health-'));
-  const fs = fsStorage({ path: dataDir, fsync: false });
+/** A mirror whose storage refuses writes while `broken` is set, as a full or read-only volume would. */
+async function breakableMirror(): Promise<{ server: TestMirror; setBroken(v: boolean): void }> {
   let broken = false;
-  const fail = () => Object.assign(new Error(`EROFS: read-only file system, open '${dataDir}/tmp/x'`), { code: 'EROFS' });
-  const storage: Storage = {
-    blobs: { ...fs.blobs, put: (d, s, o) => (broken ? Promise.reject(fail()) : fs.blobs.put(d, s, o)) },
-    meta: { ...fs.meta, set: (k, v) => (broken ? Promise.reject(fail()) : fs.meta.set(k, v)) },
-  };
-  const server = await startServer(
-    { listen: '127.0.0.1:0', storage: { type: 'fs', path: dataDir }, upstreams: [{ name: 'registry.test', url: ops.upstream.url }] },
-    { storage, logger: pino({ level: 'silent' }) },
+  const fail = () => Object.assign(new Error("EROFS: read-only file system, open '/var/cache/oci/tmp/x'"), { code: 'EROFS' });
+  const server = await ops.mirror(
+    {},
+    {
+      wrap: (fs) => ({
+        blobs: { ...fs.blobs, put: (d, s, o) => (broken ? Promise.reject(fail()) : fs.blobs.put(d, s, o)) },
+        meta: { ...fs.meta, set: (k, v) => (broken ? Promise.reject(fail()) : fs.meta.set(k, v)) },
+      }),
+    },
   );
-  cleanups.push(async () => {
-    await server.close(1000);
-    await rm(dataDir, { recursive: true, force: true });
-  });
   return { server, setBroken: (v) => (broken = v) };
 }
 
@@ -62,7 +50,7 @@ describe('health', () => {
   });
 
   it('turns 503 when the store refuses writes, and back once it takes them again', async () => {
-    const { server, setBroken } = await breakableServer();
+    const { server, setBroken } = await breakableMirror();
     expect((await readyz(server.url)).status).toBe(200);
     setBroken(true);
     let last = await readyz(server.url);

@@ -1,0 +1,75 @@
+/**
+ * Last-access times: kept in memory and written to metadata in batches, so that a cache hit
+ * costs no metadata write. Many hits of one object between two flushes become one record
+ * write; a crash loses at most one flush interval of access times, which only makes eviction
+ * see those objects as a little older than they are.
+ */
+import type { MetadataStore } from '../storage.js';
+
+export const ACCESS_PREFIX = 'access/';
+
+export interface AccessRecord {
+  /** ms since the epoch. */
+  at: number;
+}
+
+export class AccessLog {
+  private readonly times = new Map<string, number>();
+  private readonly dirty = new Set<string>();
+  private flushing: Promise<void> | undefined;
+
+  constructor(
+    private readonly meta: MetadataStore,
+    private readonly now: () => number,
+  ) {}
+
+  touch(digest: string): void {
+    this.times.set(digest, this.now());
+    this.dirty.add(digest);
+  }
+
+  /** A time read back from metadata at start-up; a touch since then wins. */
+  restore(digest: string, at: number): void {
+    if (!this.times.has(digest)) this.times.set(digest, at);
+  }
+
+  get(digest: string): number | undefined {
+    return this.times.get(digest);
+  }
+
+  forget(digest: string): void {
+    this.times.delete(digest);
+    this.dirty.delete(digest);
+  }
+
+  /**
+   * Writes the times that changed since the last flush, for the digests `keep` accepts (those
+   * stored); the others are dropped from memory (a HEAD, a fill that failed).
+   */
+  flush(keep: (digest: string) => boolean): Promise<void> {
+    this.flushing ??= this.write(keep).finally(() => {
+      this.flushing = undefined;
+    });
+    return this.flushing;
+  }
+
+  private async write(keep: (digest: string) => boolean): Promise<void> {
+    const batch = [...this.dirty];
+    this.dirty.clear();
+    for (const [i, digest] of batch.entries()) {
+      const at = this.times.get(digest);
+      if (at === undefined) continue;
+      if (!keep(digest)) {
+        this.times.delete(digest);
+        continue;
+      }
+      try {
+        await this.meta.set(ACCESS_PREFIX + digest, { at } satisfies AccessRecord);
+      } catch (err) {
+        // Try the rest again at the next flush rather than lose their times.
+        for (const d of batch.slice(i)) this.dirty.add(d);
+        throw err;
+      }
+    }
+  }
+}

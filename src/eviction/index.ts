@@ -1,0 +1,6 @@
+export { ACCESS_PREFIX, AccessLog, type AccessRecord } from './access.js';
+export { evictionFromConfig } from './from-config.js';
+export { createEviction, type Eviction, type EvictionOptions, type EvictionPass, type ScanResult } from './evictor.js';
+export { planEviction, type Plan, type PlanInput, type PlanNode, type Victim } from './plan.js';
+export { manifestReferences } from './references.js';
+export { byteSize } from './size.js';
