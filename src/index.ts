@@ -17,3 +17,21 @@ export { manifestCache, ManifestCache, type ManifestCacheOptions } from '../midd
 export { blobCache, type BlobCacheOptions } from '../middleware/blobs/index.js';
 export { listProxy, type ListProxyOptions } from '../middleware/lists/index.js';
 export { fsStorage, fsBlobStore, fsMetadataStore } from '../adapters/fs/index.js';
+export {
+  MirrorEvents,
+  type CacheEvent,
+  type CacheResult,
+  type EvictionEvent,
+  type FillEndEvent,
+  type FillStartEvent,
+  type MirrorEventMap,
+  type RequestEvent,
+  type ServedEvent,
+  type UpstreamEvent,
+} from './events/index.js';
+export { createMetrics, type Metrics, type MetricsOptions, type MetricsSource } from './metrics/index.js';
+export { createLogger, redact, REDACT_PATHS, type LoggerSetup } from './logging/index.js';
+export { createReadiness, type Readiness, type ReadinessOptions, type ReadinessReport } from './health/index.js';
+export { createEviction, planEviction, type Eviction, type EvictionOptions, type EvictionPass } from './eviction/index.js';
+export { metricsEndpoint, type MetricsEndpointOptions } from '../middleware/metrics/index.js';
+export { requestLog, requestLogger, type RequestLoggerOptions } from '../middleware/logging/index.js';

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config.js';
 import { manifestReferences, planEviction, type PlanInput, type PlanNode } from '../../src/eviction/index.js';
 
 const d = (n: string) => `sha256:${n.padStart(64, '0')}`;
@@ -94,5 +95,17 @@ describe('manifest references', () => {
     expect(manifestReferences(body({ fsLayers: [{ blobSum: d('f') }, { blobSum: d('f') }] }))).toEqual([d('f')]);
     expect(manifestReferences(body({ layers: [{ digest: '../../etc/passwd' }, null, 7] }))).toEqual([]);
     expect(manifestReferences(Buffer.from('not json'))).toEqual([]);
+  });
+});
+
+describe('eviction config', () => {
+  it('takes sizes with units and keeps eviction off by default', () => {
+    const c = parseConfig({ cache: { maxBytes: '1.5GiB', ttl: '14d' } });
+    expect([c.cache.maxBytes, c.cache.ttl, c.cache.evictionInterval, c.cache.evictionBatch]).toEqual([1.5 * 1024 ** 3, 14 * 86_400_000, 60_000, 1000]);
+    expect(parseConfig({ cache: { maxBytes: 500 } }).cache.maxBytes).toBe(500);
+    expect(parseConfig({ cache: { maxBytes: '500MB' } }).cache.maxBytes).toBe(500_000_000);
+    const defaults = parseConfig({}).cache;
+    expect([defaults.maxBytes, defaults.ttl]).toEqual([undefined, undefined]);
+    expect(() => parseConfig({ cache: { maxBytes: 'lots' } })).toThrow(/cache\.maxBytes: "lots" is not a size/);
   });
 });
