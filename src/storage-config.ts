@@ -12,9 +12,14 @@
  */
 import { z } from 'zod';
 import { fsBlobStore, fsMetadataStore, fsStorage } from '../adapters/fs/index.js';
-import { DEFAULT_NAMESPACE, isKeyvUrl, keyvBlobStore, keyvMetadataStore, keyvStorage } from '../adapters/keyv/index.js';
-import { MIN_PART_SIZE, s3BlobStore } from '../adapters/s3/index.js';
+import { DEFAULT_NAMESPACE, isKeyvUrl } from '../adapters/keyv/options.js';
+import { MIN_PART_SIZE } from '../adapters/s3/limits.js';
+import { deferredBlobStore, deferredMetadataStore } from './deferred-storage.js';
 import type { BlobStore, MetadataStore, Storage } from './storage.js';
+
+// The Keyv and S3 adapters (and their Redis client and AWS SDK) load only when configured.
+const keyvAdapter = () => import('../adapters/keyv/index.js');
+const s3Adapter = () => import('../adapters/s3/index.js');
 
 const fsSchema = z.object({ type: z.literal('fs'), path: z.string().min(1), fsync: z.boolean().default(true) }).strict();
 
@@ -98,8 +103,13 @@ export function createStorage(config: StorageConfig): Storage {
   switch (config.type) {
     case 'fs':
       return fsStorage({ path: config.path, fsync: config.fsync });
-    case 'keyv':
-      return keyvStorage({ url: config.url, namespace: config.namespace, chunkSize: config.chunkSize });
+    case 'keyv': {
+      // One connection for both halves: load the pair once, hand out each half.
+      let pair: Promise<Storage> | undefined;
+      const both = () =>
+        (pair ??= keyvAdapter().then((m) => m.keyvStorage({ url: config.url, namespace: config.namespace, chunkSize: config.chunkSize })));
+      return { blobs: deferredBlobStore(async () => (await both()).blobs), meta: deferredMetadataStore(async () => (await both()).meta) };
+    }
     case 'split':
       return { blobs: createBlobStore(config.blobs), meta: createMetadataStore(config.meta) };
   }
@@ -110,10 +120,12 @@ export function createBlobStore(config: BlobStorageConfig): BlobStore {
     case 'fs':
       return fsBlobStore({ path: config.path, fsync: config.fsync });
     case 'keyv':
-      return keyvBlobStore({ url: config.url, namespace: config.namespace }, { chunkSize: config.chunkSize });
+      return deferredBlobStore(async () =>
+        (await keyvAdapter()).keyvBlobStore({ url: config.url, namespace: config.namespace }, { chunkSize: config.chunkSize }),
+      );
     case 's3': {
       const { accessKeyId, secretAccessKey, sessionToken } = config;
-      return s3BlobStore({
+      return deferredBlobStore(async () => (await s3Adapter()).s3BlobStore({
         bucket: config.bucket,
         prefix: config.prefix,
         endpoint: config.endpoint,
@@ -121,7 +133,7 @@ export function createBlobStore(config: BlobStorageConfig): BlobStore {
         forcePathStyle: config.forcePathStyle,
         credentials: accessKeyId && secretAccessKey ? { accessKeyId, secretAccessKey, sessionToken } : undefined,
         partSize: config.partSize,
-      });
+      }));
     }
   }
 }
@@ -131,6 +143,6 @@ export function createMetadataStore(config: MetaStorageConfig): MetadataStore {
     case 'fs':
       return fsMetadataStore({ path: config.path, fsync: config.fsync });
     case 'keyv':
-      return keyvMetadataStore({ url: config.url, namespace: config.namespace });
+      return deferredMetadataStore(async () => (await keyvAdapter()).keyvMetadataStore({ url: config.url, namespace: config.namespace }));
   }
 }

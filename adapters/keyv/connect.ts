@@ -5,28 +5,20 @@
  */
 import KeyvRedis, { createClient } from '@keyv/redis';
 import { Keyv } from 'keyv';
+import { DEFAULT_NAMESPACE, isKeyvUrl, type KeyvConnectOptions } from './options.js';
 
-export interface KeyvConnectOptions {
-  /** `memory`, or a Redis URL: `redis://[[user]:password@]host[:port][/db]` or `rediss://…`. */
-  url: string;
-  /** Prefix of every key written (default `oci-mirror`): letters, digits, `.`, `_` and `-`. */
-  namespace?: string;
-}
+export { DEFAULT_NAMESPACE, isKeyvUrl, type KeyvConnectOptions } from './options.js';
 
 export interface OpenedKeyvs<N extends string> {
   keyvs: Record<N, Keyv>;
   close(): Promise<void>;
 }
 
-export const DEFAULT_NAMESPACE = 'oci-mirror';
 const NAMESPACE = /^[A-Za-z0-9._-]+$/;
 /** Every Redis command fails after this long instead of waiting (a Redis that went away holds commands in its offline queue). */
 const COMMAND_TIMEOUT_MS = 10_000;
 const CONNECT_TIMEOUT_MS = 5_000;
 
-export function isKeyvUrl(url: string): boolean {
-  return url === 'memory' || /^rediss?:\/\/[^/]/.test(url);
-}
 
 export function openKeyvs<N extends string>({ url, namespace = DEFAULT_NAMESPACE }: KeyvConnectOptions, names: readonly N[]): OpenedKeyvs<N> {
   // Keyv splits keys at the first `:`, and Redis SCAN patterns treat `*?[]` as wildcards.

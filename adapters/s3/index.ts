@@ -24,9 +24,10 @@ import { pipeline } from 'node:stream/promises';
 import { verifyingStream } from '../../src/digest.js';
 import { parseDigest } from '../../src/reference.js';
 import type { BlobStore } from '../../src/storage.js';
-import { BlobUpload, MIN_PART_SIZE, abortUpload, type UploadTarget } from './upload.js';
+import { MIN_PART_SIZE } from './limits.js';
+import { BlobUpload, abortUpload, type UploadTarget } from './upload.js';
 
-export { MIN_PART_SIZE } from './upload.js';
+export { MIN_PART_SIZE } from './limits.js';
 
 export interface S3Credentials {
   accessKeyId: string;

@@ -20,8 +20,6 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 
-/** S3's smallest part (every part but the last). */
-export const MIN_PART_SIZE = 5 * 1024 * 1024;
 const MAX_PARTS = 10_000;
 /** Parts per size step when the length is unknown: the part size doubles every this many parts. */
 const PARTS_PER_STEP = 1_000;

@@ -120,6 +120,41 @@ export class Fill {
     return new FillReader(this, start, end, () => this.release());
   }
 
+  /**
+   * The last bytes written, kept in memory so that readers following the fill closely (the
+   * usual case) are served without reading back from the spool: one copy of the window per
+   * fill, whatever the number of readers. Readers further behind read the file.
+   */
+  private recent: Buffer[] = [];
+  private recentStart = 0;
+  private recentBytes = 0;
+
+  private remember(batch: Buffer[]): void {
+    for (const b of batch) {
+      this.recent.push(b);
+      this.recentBytes += b.length;
+    }
+    while (this.recentBytes - this.recent[0]!.length >= RECENT_WINDOW) {
+      const dropped = this.recent.shift()!;
+      this.recentBytes -= dropped.length;
+      this.recentStart += dropped.length;
+    }
+  }
+
+  /** Up to `max` bytes at `position` from the in-memory window, without copying; undefined when not there. */
+  fromMemory(position: number, max: number): Buffer | undefined {
+    if (position < this.recentStart || position >= this.recentStart + this.recentBytes) return undefined;
+    let offset = this.recentStart;
+    for (const b of this.recent) {
+      if (position < offset + b.length) {
+        const from = position - offset;
+        return b.subarray(from, Math.min(b.length, from + max));
+      }
+      offset += b.length;
+    }
+    return undefined;
+  }
+
   /** Positional read from the spool; safe while the fill is still writing. */
   async readAt(buffer: Buffer, position: number): Promise<number> {
     if (!this.handle) throw this.error ?? new Error('spool is not open');
@@ -201,7 +236,8 @@ export class Fill {
       }
 
       const verifier = new DigestVerifier(this.digest, res.size);
-      const writer = new SpoolWriter(this.handle, verifier, (end) => {
+      const writer = new SpoolWriter(this.handle, verifier, (end, batch) => {
+        this.remember(batch);
         this.written = end;
         this.notify();
       });
@@ -238,10 +274,15 @@ export class Fill {
       await Promise.allSettled([put, spoolPath && unlink(spoolPath)]);
       throw error;
     } finally {
+      this.recent = [];
+      this.recentBytes = 0;
       this.maybeClose();
     }
   }
 }
+
+/** How much of the newest data a fill keeps in memory for the readers that follow it live. */
+const RECENT_WINDOW = 8 * 1024 * 1024;
 
 function toError(err: unknown, signal: AbortSignal): Error {
   if (signal.aborted && signal.reason instanceof Error) return signal.reason;

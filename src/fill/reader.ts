@@ -39,15 +39,23 @@ export class FillReader extends Readable {
   override _read(): void {
     if (this.pumping) return;
     this.pumping = true;
-    this.pump().then(
-      () => {
-        this.pumping = false;
-      },
-      (err: unknown) => {
-        this.pumping = false;
-        this.destroy(err as Error);
-      },
-    );
+    // Every way out of the pump either ends the stream or marks it idle itself (see deliver).
+    this.pump().catch((err: unknown) => {
+      this.pumping = false;
+      this.destroy(err as Error);
+    });
+  }
+
+  /**
+   * Pushes and reports whether to go on. When the consumer is full the pump must be marked
+   * idle before push() returns control: the stream may ask for more (`_read`, on the next
+   * tick) before the pump's promise settles, and a request that finds the pump still busy
+   * would be lost.
+   */
+  private deliver(chunk: Buffer): boolean {
+    if (this.push(chunk)) return true;
+    this.pumping = false;
+    return false;
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
@@ -77,12 +85,18 @@ export class FillReader extends Readable {
       const limit = this.options.holdTail === false ? fill.written : fill.readable;
       const available = Math.min(limit, end + 1) - this.position;
       if (available > 0) {
+        const recent = fill.fromMemory(this.position, Math.min(available, CHUNK));
+        if (recent) {
+          this.position += recent.length;
+          if (!this.deliver(recent)) return;
+          continue;
+        }
         const buf = Buffer.allocUnsafe(Math.min(available, CHUNK));
         const n = await fill.readAt(buf, this.position);
         if (this.destroyed) return;
         if (fill.error) throw fill.error;
         this.position += n;
-        if (!this.push(n === buf.length ? buf : buf.subarray(0, n))) return;
+        if (!this.deliver(n === buf.length ? buf : buf.subarray(0, n))) return;
         continue;
       }
       await fill.changed();

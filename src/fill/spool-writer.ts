@@ -8,14 +8,14 @@ import type { FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import type { DigestVerifier } from '../digest.js';
 
-const HIGH_WATER_MARK = 4 * 1024 * 1024;
+const HIGH_WATER_MARK = 8 * 1024 * 1024;
 
 export class SpoolWriter extends Writable {
   constructor(
     private readonly handle: FileHandle,
     private readonly verifier: DigestVerifier,
-    /** Called after each batch is in the file, with the new end offset. */
-    private readonly onWritten: (end: number) => void,
+    /** Called after each batch is in the file, with the new end offset and the batch itself. */
+    private readonly onWritten: (end: number, batch: Buffer[]) => void,
     private position = 0,
   ) {
     super({ highWaterMark: HIGH_WATER_MARK });
@@ -51,6 +51,6 @@ export class SpoolWriter extends Writable {
       bytesWritten += more.bytesWritten;
     }
     this.position += total;
-    this.onWritten(this.position);
+    this.onWritten(this.position, buffers);
   }
 }
