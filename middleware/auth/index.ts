@@ -9,7 +9,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { Middleware } from 'koa';
 import picomatch from 'picomatch';
-import { OciError, type ErrorCode } from '../../src/errors.js';
+import { OciError, isOciError, type ErrorCode } from '../../src/errors.js';
 import { MANIFEST_ACCEPT } from '../../src/media-types.js';
 import type { OciRoute, UpstreamTarget } from '../../src/state.js';
 import '../../src/state.js';
@@ -180,6 +180,11 @@ async function ask(target: UpstreamTarget, route: Exclude<OciRoute, { kind: 'bas
       credentials,
     });
   } catch (err) {
+    // A token server that refuses the client's credentials answers through an error, not a 401 response.
+    if (isOciError(err) && err.code === 'UNAUTHORIZED') {
+      throw unauthorized(`${target.upstream.name} refused these credentials for ${route.name}`);
+    }
+    if (isOciError(err) && err.code === 'DENIED') throw new OciError('DENIED', err.message);
     // Fail closed: without the upstream's word, nothing private is served.
     throw new OciError('UNAVAILABLE', `cannot confirm access to ${route.name} with ${target.upstream.name}`, { cause: err });
   }
