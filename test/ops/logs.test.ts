@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createLogger } from '../../src/logging/index.js';
+import { REDACT_PATHS, createLogger } from '../../src/logging/index.js';
 import { startServer, type MirrorServer } from '../../src/server.js';
 import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';
 import { raw, waitFor } from '../helpers/http.js';
@@ -88,6 +88,11 @@ describe('logs', () => {
     const e = out.lines().find((l) => l.msg === 'e') as unknown as { storage: { url: string } };
     // A URL keeps where it points.
     expect(e.storage.url).toContain('@cache:6379/0');
+  });
+
+  it('spells every redaction path out: a leading wildcard would walk every key of every line', () => {
+    expect(REDACT_PATHS.filter((p) => p.startsWith('*'))).toEqual([]);
+    expect(REDACT_PATHS.length).toBeGreaterThan(50);
   });
 
   it('logs one access line per request with reqId, upstream, repo and cache result bound', async () => {
