@@ -53,6 +53,8 @@ export class Fill {
   error: Error | undefined;
   /** Bytes in the spool so far. */
   written = 0;
+  /** Bytes received and hashed so far; those past `written` are only in memory (the recent window). */
+  received = 0;
   /** Declared size until the end, then the verified size. */
   size: number | undefined;
   /** Set when the store already had the blob: readers go to the store instead of the spool. */
@@ -88,7 +90,7 @@ export class Fill {
 
   /** Bytes a reader may hand out now: the last byte waits until the digest has been checked. */
   get readable(): number {
-    return this.state === 'verified' || this.state === 'committed' ? this.written : Math.max(0, this.written - 1);
+    return this.state === 'verified' || this.state === 'committed' ? this.written : Math.max(0, this.received - 1);
   }
 
   get settled(): boolean {
@@ -133,11 +135,18 @@ export class Fill {
     for (const b of batch) {
       this.recent.push(b);
       this.recentBytes += b.length;
+      this.received += b.length;
     }
-    while (this.recentBytes - this.recent[0]!.length >= RECENT_WINDOW) {
-      const dropped = this.recent.shift()!;
-      this.recentBytes -= dropped.length;
-      this.recentStart += dropped.length;
+    this.trim();
+  }
+
+  /** Drops the oldest buffers beyond the window, but never one that is not in the file yet. */
+  private trim(): void {
+    for (let head = this.recent[0]; head; head = this.recent[0]) {
+      if (this.recentBytes - head.length < RECENT_WINDOW || this.recentStart + head.length > this.written) break;
+      this.recent.shift();
+      this.recentBytes -= head.length;
+      this.recentStart += head.length;
     }
   }
 
@@ -205,6 +214,7 @@ export class Fill {
         this.alreadyStored = true;
         this.size = existing.size;
         this.written = existing.size;
+        this.received = existing.size;
         readyResolve({ size: existing.size });
         this.state = 'committed';
         return;
@@ -236,11 +246,20 @@ export class Fill {
       }
 
       const verifier = new DigestVerifier(this.digest, res.size);
-      const writer = new SpoolWriter(this.handle, verifier, (end, batch) => {
-        this.remember(batch);
-        this.written = end;
-        this.notify();
-      });
+      const writer = new SpoolWriter(
+        this.handle,
+        verifier,
+        (batch) => {
+          // Clients stream from memory while the batch is still on its way to the disk.
+          this.remember(batch);
+          this.notify();
+        },
+        (end) => {
+          this.written = end;
+          this.trim();
+          this.notify();
+        },
+      );
       const onAbort = () => body?.destroy(signal.reason as Error);
       signal.addEventListener('abort', onAbort, { once: true });
       try {

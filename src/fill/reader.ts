@@ -82,7 +82,7 @@ export class FillReader extends Readable {
         this.push(null);
         return;
       }
-      const limit = this.options.holdTail === false ? fill.written : fill.readable;
+      const limit = this.options.holdTail === false ? fill.received : fill.readable;
       const available = Math.min(limit, end + 1) - this.position;
       if (available > 0) {
         const recent = fill.fromMemory(this.position, Math.min(available, CHUNK));
@@ -91,7 +91,13 @@ export class FillReader extends Readable {
           if (!this.deliver(recent)) return;
           continue;
         }
-        const buf = Buffer.allocUnsafe(Math.min(available, CHUNK));
+        // Past `written` the bytes are only in memory, and trim() keeps them there until written.
+        const fromFile = Math.min(available, fill.written - this.position, CHUNK);
+        if (fromFile <= 0) {
+          await fill.changed();
+          continue;
+        }
+        const buf = Buffer.allocUnsafe(fromFile);
         const n = await fill.readAt(buf, this.position);
         if (this.destroyed) return;
         if (fill.error) throw fill.error;

@@ -14,8 +14,10 @@ export class SpoolWriter extends Writable {
   constructor(
     private readonly handle: FileHandle,
     private readonly verifier: DigestVerifier,
-    /** Called after each batch is in the file, with the new end offset and the batch itself. */
-    private readonly onWritten: (end: number, batch: Buffer[]) => void,
+    /** Called with each batch once it is hashed, before it goes to the file: readers may take it from memory. */
+    private readonly onReceived: (batch: Buffer[]) => void,
+    /** Called after each batch is in the file, with the new end offset. */
+    private readonly onWritten: (end: number) => void,
     private position = 0,
   ) {
     super({ highWaterMark: HIGH_WATER_MARK });
@@ -32,6 +34,7 @@ export class SpoolWriter extends Writable {
   private async writeBatch(buffers: Buffer[]): Promise<void> {
     // Hash before writing: a too-long body fails here, before its excess reaches the file.
     for (const b of buffers) this.verifier.update(b);
+    this.onReceived(buffers);
     let total = 0;
     for (const b of buffers) total += b.length;
     let { bytesWritten } = await this.handle.writev(buffers, this.position);
@@ -51,6 +54,6 @@ export class SpoolWriter extends Writable {
       bytesWritten += more.bytesWritten;
     }
     this.position += total;
-    this.onWritten(this.position, buffers);
+    this.onWritten(this.position);
   }
 }
