@@ -18,13 +18,18 @@ import { DigestVerifier } from '../digest.js';
 import { OciError } from '../errors.js';
 import type { Digest } from '../reference.js';
 import type { BlobStore } from '../storage.js';
-import { FillReader } from './reader.js';
+import { FillReader, type FillReaderOptions } from './reader.js';
 import { SpoolWriter } from './spool-writer.js';
 
 export interface FillSourceResponse {
   /** Declared size, when the upstream sent a Content-Length. */
   size: number | undefined;
   body: Readable;
+  /**
+   * The bytes come from another replica's fill, which commits them to the shared store: this
+   * fill only verifies them, and commits only if the blob is still missing once verified.
+   */
+  relayed?: boolean;
 }
 
 /** Opens the upstream body; rejects with an OciError for an upstream that answers with an error. */
@@ -111,7 +116,7 @@ export class Fill {
    * only slow themselves: they read the spool file at their own pace. Once the spool is gone
    * (the blob was already stored, or committed and closed), the store serves the bytes.
    */
-  async reader(start = 0, end?: number): Promise<Readable> {
+  async reader(start = 0, end?: number, options: Pick<FillReaderOptions, 'untilCommitted'> = {}): Promise<Readable> {
     if (this.state === 'failed') throw this.error;
     if (this.alreadyStored || (this.state === 'committed' && !this.handle)) {
       const stream = await this.options.store.read(this.digest.value, { start, end });
@@ -119,7 +124,7 @@ export class Fill {
       return stream;
     }
     this.readers++;
-    return new FillReader(this, start, end, () => this.release());
+    return new FillReader(this, start, end, () => this.release(), { holdTail: true, ...options });
   }
 
   /**
@@ -236,7 +241,7 @@ export class Fill {
       this.state = 'running';
       readyResolve({ size: res.size });
 
-      if (!store.spool) {
+      if (!store.spool && !res.relayed) {
         // Stores without a local spool (S3, Keyv) take the bytes through put(), which verifies
         // on its own; it follows the spool like any other reader, so it cannot slow the fill.
         this.readers++;
@@ -273,10 +278,19 @@ export class Fill {
       this.state = 'verified';
       this.notify();
 
-      if (store.spool && spoolPath) {
+      if (res.relayed && (await store.stat(this.digest.value))) {
+        // The holder committed it (its relay holds the last byte until then): no second upload.
+        if (spoolPath) await unlink(spoolPath);
+        spoolPath = undefined;
+      } else if (store.spool && spoolPath) {
         await store.spool.adopt(this.digest.value, spoolPath, this.size);
         spoolPath = undefined;
       } else if (put) {
+        await put;
+      } else {
+        this.readers++;
+        const verified = new FillReader(this, 0, undefined, () => this.release(), { holdTail: false });
+        put = store.put(this.digest.value, verified, { size: this.size, signal: putAbort.signal });
         await put;
       }
       this.state = 'committed';

@@ -8,9 +8,12 @@ import { join } from 'node:path';
 import { OciError } from '../errors.js';
 import type { Digest } from '../reference.js';
 import type { BlobStore } from '../storage.js';
+import { coordinatedSource, type Coordination } from './coordinated.js';
 import { Fill, type FillSource } from './fill.js';
 
 export { Fill, type FillSource, type FillSourceResponse, type FillState } from './fill.js';
+export { coordinatedSource, type Coordination, type FillRelay } from './coordinated.js';
+export type { FillLease, LeaseClaim } from './lease.js';
 
 export interface FillsOptions {
   store: BlobStore;
@@ -20,6 +23,8 @@ export interface FillsOptions {
   spoolDir?: string;
   /** Observes every fill that starts (metrics, logs). */
   onFill?: (fill: Fill) => void;
+  /** Replicas sharing a store: a lease picks the one that fetches, the others relay its fill. None: every fill fetches. */
+  coordination?: Coordination;
 }
 
 export interface Fills {
@@ -34,7 +39,7 @@ export interface Fills {
 }
 
 export function createFills(options: FillsOptions): Fills {
-  const { store, timeout = 3_600_000, onFill } = options;
+  const { store, timeout = 3_600_000, onFill, coordination } = options;
   const spoolDir = options.spoolDir ?? join(tmpdir(), 'koa-oci-mirror-spool');
   const inFlight = new Map<string, Fill>();
   const shutdown = new AbortController();
@@ -48,10 +53,13 @@ export function createFills(options: FillsOptions): Fills {
       const current = inFlight.get(digest.value);
       if (current) return current;
       if (shutdown.signal.aborted) throw new OciError('UNAVAILABLE', 'mirror is shutting down');
-      const fill = new Fill(digest, source, { store, spoolDir, signal: shutdown.signal, timeout });
+      const coordinated = coordination && coordinatedSource(digest.value, source, coordination);
+      const fill = new Fill(digest, coordinated?.source ?? source, { store, spoolDir, signal: shutdown.signal, timeout });
       inFlight.set(digest.value, fill);
       const forget = () => {
         if (inFlight.get(digest.value) === fill) inFlight.delete(digest.value);
+        // After the commit (or the failure): a replica waiting on the lease then finds the blob stored.
+        coordinated?.release().catch(() => {});
       };
       fill.done.then(forget, forget);
       onFill?.(fill);

@@ -16,6 +16,11 @@ export interface FillReaderOptions {
    * verifies on its own and does not need it.
    */
   holdTail?: boolean;
+  /**
+   * Hold the last byte until the blob is committed to the store, not only verified: a replica
+   * relaying this fill then finds the blob stored when its own copy ends, and uploads nothing.
+   */
+  untilCommitted?: boolean;
 }
 
 export class FillReader extends Readable {
@@ -82,7 +87,12 @@ export class FillReader extends Readable {
         this.push(null);
         return;
       }
-      const limit = this.options.holdTail === false ? fill.received : fill.readable;
+      const limit =
+        this.options.holdTail === false
+          ? fill.received
+          : this.options.untilCommitted && fill.state !== 'committed'
+            ? Math.min(fill.readable, Math.max(0, fill.received - 1))
+            : fill.readable;
       const available = Math.min(limit, end + 1) - this.position;
       if (available > 0) {
         const recent = fill.fromMemory(this.position, Math.min(available, CHUNK));
