@@ -2,8 +2,11 @@
  * A fill source that asks the lease first: the owner fetches from the upstream, a replica
  * that lost the race streams the holder's fill in flight (`relay`). A holder that cannot be
  * reached (dead, or its fill just ended) is waited out until the lease is free or changes
- * hands, then claimed again; every wait is bounded by the lease's lifetime.
+ * hands, then claimed again; every wait is bounded by the lease's lifetime. A relay that
+ * breaks mid-stream (the holder died) goes through the same steps and resumes where it broke,
+ * so the clients reading this fill see a pause, not an error.
  */
+import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { OciError } from '../errors.js';
 import type { FillSource, FillSourceResponse } from './fill.js';
@@ -18,6 +21,8 @@ export interface Coordination {
 }
 
 const POLL_MS = 250;
+/** Relays that break, then resume elsewhere, before the fill gives up. */
+const MAX_RESUMES = 3;
 
 /**
  * Wraps `upstream` for one fill. `release` gives the lease up if this fill took it; call it
@@ -25,7 +30,8 @@ const POLL_MS = 250;
  */
 export function coordinatedSource(digest: string, upstream: FillSource, { lease, relay }: Coordination): { source: FillSource; release: () => Promise<void> } {
   let release: () => Promise<void> = async () => {};
-  const source: FillSource = async (signal) => {
+
+  const open = async (signal: AbortSignal): Promise<FillSourceResponse> => {
     // A dead holder blocks the digest for one lease lifetime at most; a little more covers clock and poll slack.
     const giveUpAt = Date.now() + lease.ttlMs * 2 + 5_000;
     for (;;) {
@@ -44,5 +50,38 @@ export function coordinatedSource(digest: string, upstream: FillSource, { lease,
       }
     }
   };
+
+  const source: FillSource = async (signal) => {
+    const first = await open(signal);
+    if (!first.relayed) return first;
+    // Relayed bytes are verified by this fill whatever their origin, so a resumed stream
+    // (from the upstream or another holder) only has to skip what was already passed on.
+    return { ...first, body: Readable.from(resuming(first.body, open, signal)) };
+  };
   return { source, release: () => release() };
+}
+
+async function* resuming(first: Readable, open: (signal: AbortSignal) => Promise<FillSourceResponse>, signal: AbortSignal): AsyncGenerator<Buffer> {
+  let body = first;
+  let delivered = 0;
+  for (let resumes = 0; ; resumes++) {
+    let skip = delivered;
+    try {
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        if (skip >= chunk.length) {
+          skip -= chunk.length;
+          continue;
+        }
+        const fresh = skip > 0 ? chunk.subarray(skip) : chunk;
+        skip = 0;
+        delivered += fresh.length;
+        yield fresh;
+      }
+      return;
+    } catch (err) {
+      body.destroy();
+      if (signal.aborted || resumes >= MAX_RESUMES) throw err;
+      body = (await open(signal)).body;
+    }
+  }
 }
