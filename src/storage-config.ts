@@ -99,7 +99,17 @@ function withSplitType(value: unknown): unknown {
 // preprocess types its input as unknown; the cast restores the input type that callers write.
 export const storageSchema = z.preprocess(withSplitType, inner) as unknown as z.ZodType<StorageConfig, StorageConfigInput>;
 
-export function createStorage(config: StorageConfig): Storage {
+export interface StorageOptions {
+  /**
+   * Start-up recovery removes only unfinished uploads older than this, ms (default 0: all).
+   * Replicas sharing the storage set it to the fill timeout, or one starting up would abort
+   * another's fills in flight.
+   */
+  recoverOlderThan?: number;
+}
+
+export function createStorage(config: StorageConfig, options: StorageOptions = {}): Storage {
+  const { recoverOlderThan } = options;
   switch (config.type) {
     case 'fs':
       return fsStorage({ path: config.path, fsync: config.fsync });
@@ -107,21 +117,21 @@ export function createStorage(config: StorageConfig): Storage {
       // One connection for both halves: load the pair once, hand out each half.
       let pair: Promise<Storage> | undefined;
       const both = () =>
-        (pair ??= keyvAdapter().then((m) => m.keyvStorage({ url: config.url, namespace: config.namespace, chunkSize: config.chunkSize })));
+        (pair ??= keyvAdapter().then((m) => m.keyvStorage({ url: config.url, namespace: config.namespace, chunkSize: config.chunkSize, recoverOlderThan })));
       return { blobs: deferredBlobStore(async () => (await both()).blobs), meta: deferredMetadataStore(async () => (await both()).meta) };
     }
     case 'split':
-      return { blobs: createBlobStore(config.blobs), meta: createMetadataStore(config.meta) };
+      return { blobs: createBlobStore(config.blobs, options), meta: createMetadataStore(config.meta) };
   }
 }
 
-export function createBlobStore(config: BlobStorageConfig): BlobStore {
+export function createBlobStore(config: BlobStorageConfig, { recoverOlderThan }: StorageOptions = {}): BlobStore {
   switch (config.type) {
     case 'fs':
       return fsBlobStore({ path: config.path, fsync: config.fsync });
     case 'keyv':
       return deferredBlobStore(async () =>
-        (await keyvAdapter()).keyvBlobStore({ url: config.url, namespace: config.namespace }, { chunkSize: config.chunkSize }),
+        (await keyvAdapter()).keyvBlobStore({ url: config.url, namespace: config.namespace }, { chunkSize: config.chunkSize, recoverOlderThan }),
       );
     case 's3': {
       const { accessKeyId, secretAccessKey, sessionToken } = config;
@@ -133,6 +143,7 @@ export function createBlobStore(config: BlobStorageConfig): BlobStore {
         forcePathStyle: config.forcePathStyle,
         credentials: accessKeyId && secretAccessKey ? { accessKeyId, secretAccessKey, sessionToken } : undefined,
         partSize: config.partSize,
+        recoverOlderThan,
       }));
     }
   }
