@@ -3,18 +3,21 @@
  * `oci-mirror [--config mirror.yaml]`: runs a mirror. Without a config it mirrors Docker Hub
  * on 127.0.0.1:5000 with filesystem storage in ./data. A bad config exits 2 before anything
  * starts; SIGTERM lets fills in flight finish (bounded) and exits 0.
+ * `oci-mirror warm|ls|purge|gc …` are the admin commands (src/admin/cli.ts).
  */
 import { parseArgs } from 'node:util';
+import { ADMIN_USAGE, isAdminCommand, runAdminCommand } from './admin/cli.js';
 import { ConfigError, loadConfigFile, parseConfig } from './config.js';
 import { startServer } from './server.js';
 
 const USAGE = `Usage: oci-mirror [--config FILE]
-
+${ADMIN_USAGE}
   -c, --config FILE   YAML configuration (default: mirror Docker Hub on 127.0.0.1:5000, storage in ./data)
   -h, --help          show this help
 `;
 
 async function main(argv: string[]): Promise<number> {
+  if (isAdminCommand(argv[0])) return runAdminCommand(argv[0], argv.slice(1));
   let values: { config?: string; help?: boolean };
   try {
     ({ values } = parseArgs({

@@ -194,6 +194,24 @@ export const configSchema = z
       .prefault({}),
     /** How long SIGTERM waits for fills in flight before exiting. */
     shutdownGrace: duration.prefault('30s'),
+    /** The HTTP admin API under /_mirror/admin/ (ls, purge, gc, warm): off unless enabled, and then behind a bearer token. */
+    admin: z
+      .object({
+        enabled: z.boolean().default(false),
+        token: z.string().min(16, 'must be at least 16 characters').optional(),
+        tokenFile: z.string().optional(),
+        tokenEnv: z.string().optional(),
+      })
+      .strict()
+      .refine((a) => [a.token, a.tokenFile, a.tokenEnv].filter((v) => v !== undefined).length <= 1, {
+        message: 'give one of token, tokenFile, tokenEnv',
+        path: ['token'],
+      })
+      .refine((a) => !a.enabled || (a.token ?? a.tokenFile ?? a.tokenEnv) !== undefined, {
+        message: 'an enabled admin API needs a token (token, tokenFile or tokenEnv)',
+        path: ['token'],
+      })
+      .prefault({}),
   })
   .strict()
   .superRefine((config, ctx) => {

@@ -10,7 +10,7 @@ import { ociErrors, type OciErrorsOptions } from '../middleware/errors/index.js'
 import { listProxy } from '../middleware/lists/index.js';
 import { ManifestCache, manifestCache } from '../middleware/manifests/index.js';
 import { ociRequest } from '../middleware/request/index.js';
-import { upstreamSelect } from '../middleware/upstream/index.js';
+import { createRouting, upstreamSelect, type Routing, type RoutingOptions } from '../middleware/upstream/index.js';
 import { ConfigError, parseConfig, type MirrorConfig, type MirrorConfigInput } from './config.js';
 import { readSecret } from './secrets.js';
 import { MirrorEvents, observeFills, observeUpstream, onResponseEnd } from './events/index.js';
@@ -29,6 +29,12 @@ export interface MirrorOptions {
   onError?: OciErrorsOptions['onError'];
   /** Told when work in the background (eviction) fails; it is tried again later. */
   onBackgroundError?: (err: unknown, task: string) => void;
+  /**
+   * `false`: no start-up recovery of storage and no eviction, for short-lived tools (`oci-mirror
+   * warm`, `ls`, `purge`) that may share the storage with a running server, whose fills in
+   * progress recovery would remove. Default true.
+   */
+  maintenance?: boolean;
 }
 
 export interface Mirror extends Middleware {
@@ -37,6 +43,8 @@ export interface Mirror extends Middleware {
   readonly upstreams: Upstream[];
   readonly fills: Fills;
   readonly manifests: ManifestCache;
+  /** Which upstream serves a name, and under what repository: the rules requests are routed by. */
+  readonly routing: Routing;
   /** What this mirror does, for metrics, logs and eviction; its own, never shared with another mirror. */
   readonly events: MirrorEvents;
   /** Present when `cache.maxBytes` or `cache.ttl` is set. */
@@ -107,28 +115,32 @@ export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, optio
     tagTtl: config.cache.tagTtl,
     maxManifestBytes: config.cache.maxManifestBytes,
   });
-  const ready = Promise.all([storage.blobs.recover?.(), storage.meta.recover?.()]).then(() => {});
+  const maintenance = options.maintenance ?? true;
+  const ready = maintenance ? Promise.all([storage.blobs.recover?.(), storage.meta.recover?.()]).then(() => {}) : Promise.resolve();
   ready.catch(() => {});
-  const eviction = evictionFromConfig(config.cache, {
-    storage,
-    events,
-    fills,
-    after: ready,
-    onError: (err) => options.onBackgroundError?.(err, 'eviction'),
-  });
+  const eviction = maintenance
+    ? evictionFromConfig(config.cache, {
+        storage,
+        events,
+        fills,
+        after: ready,
+        onError: (err) => options.onBackgroundError?.(err, 'eviction'),
+      })
+    : undefined;
+  const routes: RoutingOptions = {
+    // Config upstreams carry routing (aliases, default); injected ones route by name, first is default.
+    upstreams: upstreams.map((upstream) => {
+      const u = config.upstreams.find((c) => c.name === upstream.name);
+      return { upstream: observeUpstream(upstream, events), aliases: u?.aliases, default: u?.default };
+    }),
+    fallbackGroups: config.fallbackGroups,
+  };
 
   const protect = mirrorAuthFrom(config);
   const chain = compose([
     ociErrors({ onError: options.onError }),
     ociRequest(),
-    upstreamSelect({
-      // Config upstreams carry routing (aliases, default); injected ones route by name, first is default.
-      upstreams: upstreams.map((upstream) => {
-        const u = config.upstreams.find((c) => c.name === upstream.name);
-        return { upstream: observeUpstream(upstream, events), aliases: u?.aliases, default: u?.default };
-      }),
-      fallbackGroups: config.fallbackGroups,
-    }),
+    upstreamSelect(routes),
     ...(protect ? [protect] : []),
     upstreamAccess({
       policy: (name) => {
@@ -160,6 +172,7 @@ export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, optio
     upstreams,
     fills,
     manifests,
+    routing: createRouting(routes),
     events,
     eviction,
     ready,

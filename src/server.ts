@@ -10,7 +10,9 @@ import Router from '@koa/router';
 import Koa from 'koa';
 import type { Logger } from 'pino';
 import { requestLog, requestLogger } from '../middleware/logging/index.js';
+import { adminApi } from './admin/api.js';
 import { parseConfig, parseListen, type MirrorConfig, type MirrorConfigInput } from './config.js';
+import { readSecret } from './secrets.js';
 import { metricsEndpoint } from '../middleware/metrics/index.js';
 import { createReadiness } from './health/index.js';
 import { createLogger } from './logging/index.js';
@@ -44,6 +46,8 @@ export async function startServer(input: MirrorConfigInput | MirrorConfig = {}, 
   const logger = options.logger ?? createLogger();
   // Redaction keeps the credentials in it out of the line.
   logger.debug({ config }, 'config');
+  const { enabled, token, tokenFile, tokenEnv } = config.admin;
+  const adminToken = enabled ? readSecret({ value: token, file: tokenFile, env: tokenEnv }, 'admin.token') : undefined;
   const mirror = createMirror(config, {
     ...options,
     onError: options.onError ?? ((err, ctx) => requestLog(ctx, logger).error({ err, method: ctx.method, path: ctx.path }, 'request failed')),
@@ -70,6 +74,7 @@ export async function startServer(input: MirrorConfigInput | MirrorConfig = {}, 
   });
   const metrics = createMetrics(mirror, { processMetrics: true });
   app.use(metricsEndpoint(metrics));
+  if (adminToken !== undefined) app.use(adminApi({ mirror, token: adminToken }));
   app.use(router.routes());
   app.use(mirror);
 

@@ -106,7 +106,8 @@ async function sendRange(ctx: ParameterizedContext, size: number, open: Open): P
   ctx.length = end - start + 1;
 }
 
-function upstreamBlob(target: UpstreamTarget, digest: Digest): FillSource {
+/** The upstream GET a blob fill is made from: the target first, then its digest fallbacks. */
+export function upstreamBlob(target: UpstreamTarget, digest: Digest): FillSource {
   return (signal) =>
     firstAnswer(
       digestCandidates(target),

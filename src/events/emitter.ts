@@ -72,7 +72,18 @@ export interface EvictionEvent {
   digest: string;
   kind: ContentKind;
   bytes: number;
-  reason: 'ttl' | 'size';
+  /** `purge`: an operator removed it (`oci-mirror purge`, the admin API), not eviction. */
+  reason: 'ttl' | 'size' | 'purge';
+}
+
+/**
+ * Content that is in the store because of work other than a client's request (a warm-up):
+ * eviction learns of it and counts it as used now, as it would a pull.
+ */
+export interface StoredEvent {
+  digest: string;
+  kind: ContentKind;
+  size: number;
 }
 
 export interface MirrorEventMap {
@@ -83,6 +94,7 @@ export interface MirrorEventMap {
   'fill:end': FillEndEvent;
   upstream: UpstreamEvent;
   eviction: EvictionEvent;
+  stored: StoredEvent;
 }
 
 export type MirrorEventName = keyof MirrorEventMap;

@@ -10,6 +10,7 @@ export {
   type MirrorEventName,
   type RequestEvent,
   type ServedEvent,
+  type StoredEvent,
   type UpstreamEvent,
 } from './emitter.js';
 export { observeFills } from './fills.js';

@@ -12,6 +12,7 @@ import type { Fills } from '../fill/index.js';
 import { readCapped } from '../http.js';
 import type { Storage } from '../storage.js';
 import { ACCESS_PREFIX, AccessLog, type AccessRecord } from './access.js';
+import { trackPins } from './pins.js';
 import { planEviction, type PlanNode, type Victim } from './plan.js';
 import { manifestReferences } from './references.js';
 
@@ -84,7 +85,7 @@ export function createEviction(options: EvictionOptions): Eviction {
   /** Manifests whose references are not read yet. */
   const unread = new Set<string>();
   /** Responses in progress, per digest: what is being served is never removed. */
-  const pins = new Map<string, number>();
+  const pins = trackPins(events);
   const access = new AccessLog(storage.meta, now);
   let bytes = 0;
   let closed = false;
@@ -117,24 +118,28 @@ export function createEviction(options: EvictionOptions): Eviction {
     access.forget(digest);
   }
 
-  const isPinned = (digest: string) => (pins.get(digest) ?? 0) > 0 || fills.get(digest) !== undefined;
+  const isPinned = (digest: string) => pins.isServed(digest) || fills.get(digest) !== undefined;
   const lastAccess = (digest: string, node: Node) => access.get(digest) ?? node.addedAt;
 
   const unsubscribe = [
     events.on('cache', (e) => {
-      pins.set(e.digest, (pins.get(e.digest) ?? 0) + 1);
       access.touch(e.digest);
       // A blob miss has no size yet: its fill adds it once committed.
       if (e.size !== undefined) add(e.digest, e.size, e.kind);
     }),
-    events.on('served', (e) => {
-      const left = (pins.get(e.digest) ?? 1) - 1;
-      if (left > 0) pins.set(e.digest, left);
-      else pins.delete(e.digest);
-    }),
     events.on('fill:end', (e) => {
       if (e.outcome === 'committed') add(e.digest, e.bytes, 'blob');
     }),
+    // A warm-up stored it (or found it stored): as good as a pull.
+    events.on('stored', (e) => {
+      access.touch(e.digest);
+      add(e.digest, e.size, e.kind);
+    }),
+    // An operator's purge removed it behind the index's back.
+    events.on('eviction', (e) => {
+      if (e.reason === 'purge') remove(e.digest);
+    }),
+    () => pins.stop(),
   ];
 
   async function scan(): Promise<ScanResult> {

@@ -4,3 +4,4 @@ export { createEviction, type Eviction, type EvictionOptions, type EvictionPass,
 export { planEviction, type Plan, type PlanInput, type PlanNode, type Victim } from './plan.js';
 export { manifestReferences } from './references.js';
 export { byteSize } from './size.js';
+export { trackPins, type Pins } from './pins.js';

@@ -29,7 +29,7 @@ export function manifestReferences(body: Buffer): string[] {
   return [...refs];
 }
 
-function isValidDigest(value: string): boolean {
+export function isValidDigest(value: string): boolean {
   try {
     parseDigest(value);
     return true;

@@ -28,6 +28,7 @@ const CONFIG = [
   'config.upstreams[*].url',
   'config.upstreams[*].urls[*]',
   'config.auth.tokens[*].token',
+  'config.admin.token',
   ...['', '.blobs', '.meta'].flatMap((s) => ['secretAccessKey', 'sessionToken', 'url', 'endpoint'].map((k) => `config.storage${s}.${k}`)),
 ];
 

@@ -120,7 +120,7 @@ export function createMetrics(mirror: MetricsSource, options: MetricsOptions = {
   });
   const evictions = new Counter({
     name: 'oci_mirror_evictions_total',
-    help: 'Objects removed from storage by eviction, by kind and reason (ttl: unused too long; size: over the size limit).',
+    help: 'Objects removed from storage by eviction, by kind and reason (ttl: unused too long; size: over the size limit; purge: removed by an operator).',
     labelNames: ['kind', 'reason'] as const,
     registers,
   });
