@@ -180,6 +180,8 @@ export const configSchema = z
         evictionInterval: duration.prefault('1m'),
         /** The most objects one eviction pass removes; the rest waits for the next pass. */
         evictionBatch: z.number().int().positive().default(1000),
+        /** When a client pulls one platform of an index, fill the index's other platforms in the background. */
+        prefetchPlatforms: z.boolean().default(false),
       })
       .strict()
       .prefault({}),

@@ -15,6 +15,7 @@ import { ConfigError, parseConfig, type MirrorConfig, type MirrorConfigInput } f
 import { readSecret } from './secrets.js';
 import { MirrorEvents, observeFills, observeUpstream, onResponseEnd } from './events/index.js';
 import { evictionFromConfig, type Eviction } from './eviction/index.js';
+import { prefetchPlatforms } from './admin/prefetch.js';
 import { createFills, type Fills } from './fill/index.js';
 import type { Storage } from './storage.js';
 import { createStorage } from './storage-config.js';
@@ -135,6 +136,18 @@ export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, optio
     }),
     fallbackGroups: config.fallbackGroups,
   };
+  const routing = createRouting(routes);
+  const prefetch =
+    maintenance && config.cache.prefetchPlatforms
+      ? prefetchPlatforms(
+          { routing, manifests, fills, storage, events },
+          {
+            maxManifestBytes: config.cache.maxManifestBytes,
+            skip: new Set(config.upstreams.filter((u) => u.forwardCredentials).map((u) => u.name)),
+            onError: (err) => options.onBackgroundError?.(err, 'prefetch'),
+          },
+        )
+      : undefined;
 
   const protect = mirrorAuthFrom(config);
   const chain = compose([
@@ -172,13 +185,14 @@ export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, optio
     upstreams,
     fills,
     manifests,
-    routing: createRouting(routes),
+    routing,
     events,
     eviction,
     ready,
     drain: (graceMs = config.shutdownGrace) => fills.drain(graceMs),
     close(graceMs = config.shutdownGrace) {
       closing ??= (async () => {
+        prefetch?.stop();
         await fills.drain(graceMs);
         await eviction?.close();
         await Promise.allSettled(upstreams.map((u) => u.close()));

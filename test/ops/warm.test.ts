@@ -7,8 +7,10 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { fsStorage } from '../../adapters/fs/index.js';
+import { ttyReporter } from '../../src/admin/progress.js';
+import { waitFor } from '../helpers/http.js';
 import { pushOciIndex, type Fixture } from '../helpers/images.js';
 import { startTestMirror, type TestMirror } from '../helpers/mirror.js';
 import { spawnTracked, terminate, terminateAll, type Tracked } from '../helpers/processes.js';
@@ -39,6 +41,7 @@ describe.skipIf(!requireTools(['docker-registry', 'skopeo']))('oci-mirror warm',
   let work: string;
   let multi: Fixture;
   let limited: Fixture;
+  let prefetched: Fixture;
 
   async function writeConfig(name: string, dataDir: string): Promise<string> {
     const path = join(work, `${name}.yaml`);
@@ -61,6 +64,7 @@ describe.skipIf(!requireTools(['docker-registry', 'skopeo']))('oci-mirror warm',
     registry = await startRegistry();
     multi = await pushOciIndex(registry, { name: 'warm/multi', tag: 'v1' });
     limited = await pushOciIndex(registry, { name: 'warm/limited', tag: 'v1' });
+    prefetched = await pushOciIndex(registry, { name: 'warm/prefetched', tag: 'v1' });
   });
 
   afterAll(async () => {
@@ -170,6 +174,20 @@ describe.skipIf(!requireTools(['docker-registry', 'skopeo']))('oci-mirror warm',
     }
   });
 
+  it('with cache.prefetchPlatforms, fills the other platforms of an index a client pulled one of', async () => {
+    const m = await startTestMirror(registry!.url, { cache: { prefetchPlatforms: true } });
+    try {
+      // Without --all skopeo pulls the host's platform only.
+      await skopeoCopy(`${m.host}/${prefetched.ref}`, join(work, 'pull-one'), { timeoutMs: 30_000 });
+      const store = fsStorage({ path: m.dataDir, fsync: false });
+      const wanted = [prefetched, ...prefetched.images, ...prefetched.blobs];
+      const missing = async () => (await Promise.all(wanted.map(async (d) => ((await store.blobs.stat(d.digest)) ? [] : [d.digest])))).flat();
+      await waitFor(async () => (await missing()).length === 0, 10_000, 'every platform to be prefetched');
+    } finally {
+      await m.dispose();
+    }
+  });
+
   describe('with the registry stopped', () => {
     beforeAll(async () => {
       await registry!.stop();
@@ -186,5 +204,38 @@ describe.skipIf(!requireTools(['docker-registry', 'skopeo']))('oci-mirror warm',
       await verifyDirPull(dir, multi);
       expect(fills).toBe(0);
     });
+  });
+});
+
+describe('warm progress on a terminal', () => {
+  it('redraws one line with bytes, rate and time left, and leaves a line per finished image', () => {
+    vi.useFakeTimers();
+    try {
+      const out: string[] = [];
+      const err: string[] = [];
+      let now = 0;
+      const r = ttyReporter({ write: (s: string) => out.push(s) }, { write: (s: string) => err.push(s) }, 2, { intervalMs: 100, now: () => now });
+      r.onEvent({ type: 'start', image: 'a:1' });
+      expect(out.at(-1)).toBe('\r\x1b[2K[1/2] a:1  manifests…');
+      r.onEvent({ type: 'plan', image: 'a:1', blobs: 2, bytes: 4_000_000 });
+      r.onEvent({ type: 'blob', image: 'a:1', digest: 'sha256:aa', size: 1_000_000, fetched: false });
+      now = 1000;
+      r.onEvent({ type: 'bytes', image: 'a:1', bytes: 1_000_000 });
+      vi.advanceTimersByTime(100);
+      expect(out.at(-1)).toBe('\r\x1b[2K[1/2] a:1  2.00 MB / 4.00 MB 50%  1.00 MB/s  2.0 s left');
+      const result = { image: 'a:1', digest: 'sha256:bb', mediaType: 'x', platforms: [], manifests: 1, blobs: 2, bytes: 4_000_000, fetched: 3_000_000, durationMs: 3000 };
+      r.onEvent({ type: 'done', image: 'a:1', result });
+      expect(out.slice(-2)).toEqual(['\r\x1b[2K', 'a:1  done sha256:bb  1 manifest, 2 blobs, 4.00 MB (3.00 MB fetched) in 3.0 s\n']);
+      r.onEvent({ type: 'start', image: 'b:1' });
+      r.onEvent({ type: 'failed', image: 'b:1', error: 'UNAVAILABLE: upstream down' });
+      expect(err).toEqual(['oci-mirror: warm b:1 failed: UNAVAILABLE: upstream down\n']);
+      r.finish({ results: [result], failures: [{ image: 'b:1', error: 'UNAVAILABLE: upstream down' }] });
+      expect(out.at(-1)).toBe('warmed 1 of 2 images, 1 failed\n');
+      const drawn = out.length;
+      vi.advanceTimersByTime(1000);
+      expect(out).toHaveLength(drawn);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
