@@ -8,6 +8,7 @@ import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import { byteSize } from './eviction/size.js';
 import { storageSchema } from './storage-config.js';
+import { replicationSchema } from './replication/config.js';
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
@@ -196,6 +197,8 @@ export const configSchema = z
       .prefault({}),
     /** How long SIGTERM waits for fills in flight before exiting. */
     shutdownGrace: duration.prefault('30s'),
+    /** Replicas over shared storage: one upstream fetch per blob between them (see README, "Replicas"). Off when absent. */
+    replication: replicationSchema.optional(),
     /** The HTTP admin API under /_mirror/admin/ (ls, purge, gc, warm): off unless enabled, and then behind a bearer token. */
     admin: z
       .object({

@@ -9,6 +9,7 @@ import { blobCache } from '../middleware/blobs/index.js';
 import { ociErrors, type OciErrorsOptions } from '../middleware/errors/index.js';
 import { listProxy } from '../middleware/lists/index.js';
 import { ManifestCache, manifestCache } from '../middleware/manifests/index.js';
+import { fillRelay } from '../middleware/replication/index.js';
 import { ociRequest } from '../middleware/request/index.js';
 import { createRouting, upstreamSelect, type Routing, type RoutingOptions } from '../middleware/upstream/index.js';
 import { ConfigError, parseConfig, type MirrorConfig, type MirrorConfigInput } from './config.js';
@@ -17,6 +18,7 @@ import { MirrorEvents, observeFills, observeUpstream, onResponseEnd } from './ev
 import { evictionFromConfig, type Eviction } from './eviction/index.js';
 import { prefetchPlatforms } from './admin/prefetch.js';
 import { createFills, type Fills } from './fill/index.js';
+import { FILLS_PATH, replicationFromConfig } from './replication/index.js';
 import type { Storage } from './storage.js';
 import { createStorage } from './storage-config.js';
 import { createFailoverUpstream, type FailoverUpstream } from './upstream/failover.js';
@@ -106,10 +108,19 @@ function mirrorAuthFrom(config: MirrorConfig): Middleware | undefined {
 
 export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, options: MirrorOptions = {}): Mirror {
   const config = parseConfig(input);
-  const storage = options.storage ?? createStorage(config.storage);
+  // Replicas share the storage: start-up recovery must leave the others' fills in flight alone.
+  const storage = options.storage ?? createStorage(config.storage, { recoverOlderThan: config.replication ? config.fill.timeout : 0 });
   const upstreams = options.upstreams ?? createUpstreams(config.upstreams);
   const events = new MirrorEvents();
-  const fills = createFills({ store: storage.blobs, timeout: config.fill.timeout, spoolDir: config.fill.spoolDir, onFill: observeFills(events) });
+  const replication = config.replication && replicationFromConfig(config.replication);
+  const fills = createFills({
+    store: storage.blobs,
+    timeout: config.fill.timeout,
+    spoolDir: config.fill.spoolDir,
+    onFill: observeFills(events),
+    coordination: replication?.coordination,
+  });
+  const relayEndpoint = replication && fillRelay({ fills, blobs: storage.blobs, secret: replication.secret });
   const manifests = new ManifestCache({
     blobs: storage.blobs,
     meta: storage.meta,
@@ -172,6 +183,7 @@ export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, optio
   };
 
   const mirror = async function mirror(ctx, next) {
+    if (relayEndpoint && ctx.path.startsWith(FILLS_PATH)) return relayEndpoint(ctx, next);
     if (ctx.path !== '/v2' && !ctx.path.startsWith('/v2/')) return next();
     onResponseEnd(ctx, (end) => events.emit('request', { route: ctx.state.oci?.kind ?? 'invalid', method: ctx.method, ...end }));
     await ready;
@@ -195,6 +207,7 @@ export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, optio
         prefetch?.stop();
         await fills.drain(graceMs);
         await eviction?.close();
+        await replication?.close();
         await Promise.allSettled(upstreams.map((u) => u.close()));
         await Promise.allSettled([storage.blobs.close?.(), storage.meta.close?.()]);
       })();

@@ -10,7 +10,7 @@
  */
 
 /** Header names that carry credentials, lower-case as node and undici give them. */
-const SECRET_HEADERS = ['authorization', 'proxy-authorization', 'cookie', 'set-cookie', 'x-registry-auth'];
+const SECRET_HEADERS = ['authorization', 'proxy-authorization', 'cookie', 'set-cookie', 'x-registry-auth', 'x-mirror-replica-secret'];
 
 /** Objects that carry `headers`: requests and responses, and errors about them. */
 const WITH_HEADERS = ['', 'req.', 'res.', 'request.', 'response.', 'err.', 'err.request.', 'err.response.', 'err.cause.', 'error.'];
@@ -29,6 +29,8 @@ const CONFIG = [
   'config.upstreams[*].urls[*]',
   'config.auth.tokens[*].token',
   'config.admin.token',
+  'config.replication.secret',
+  'config.replication.redis',
   ...['', '.blobs', '.meta'].flatMap((s) => ['secretAccessKey', 'sessionToken', 'url', 'endpoint'].map((k) => `config.storage${s}.${k}`)),
 ];
 
