@@ -9,6 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fsStorage } from '../../adapters/fs/index.js';
+import { ConfigError, parseConfig } from '../../src/config.js';
+import { startServer } from '../../src/server.js';
 import { buildImage, pushImage, pushTinyImage, tarLayer, type Fixture } from '../helpers/images.js';
 import { startTestMirror, type TestMirror } from '../helpers/mirror.js';
 import { spawnTracked, terminate, terminateAll } from '../helpers/processes.js';
@@ -41,6 +43,21 @@ async function admin(
   const json = res.headers.get('content-type')?.startsWith('application/json') ?? false;
   return { status: res.status, body: json ? (JSON.parse(text) as Record<string, unknown>) : { text }, headers: res.headers };
 }
+
+describe('admin config', () => {
+  it('is off by default and needs a token when enabled', () => {
+    expect(parseConfig({}).admin).toEqual({ enabled: false });
+    expect(() => parseConfig({ admin: { enabled: true } })).toThrow(/admin\.token: an enabled admin API needs a token/);
+    expect(() => parseConfig({ admin: { enabled: true, token: 'short' } })).toThrow(/admin\.token: must be at least 16 characters/);
+    expect(() => parseConfig({ admin: { enabled: true, token: TOKEN, tokenEnv: 'X' } })).toThrow(/give one of token, tokenFile, tokenEnv/);
+  });
+
+  it('fails start-up with a ConfigError when the token file cannot be read', async () => {
+    const start = startServer({ listen: '127.0.0.1:0', admin: { enabled: true, tokenFile: '/nonexistent/admin-token' } });
+    await expect(start).rejects.toThrow(ConfigError);
+    await expect(start).rejects.toThrow('admin.tokenFile: cannot read /nonexistent/admin-token: ENOENT');
+  });
+});
 
 describe.skipIf(!requireTools(['docker-registry', 'skopeo']))('admin: ls, purge, gc and the HTTP API', () => {
   let registry: RunningRegistry | undefined;
@@ -188,6 +205,14 @@ describe.skipIf(!requireTools(['docker-registry']))('oci-mirror ls, purge and gc
     await registry?.destroy();
     await terminateAll();
     if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('exits 2 for a config it cannot read', async () => {
+    for (const command of ['ls', 'purge', 'gc']) {
+      const r = await cli([command, '--config', join(work, 'missing.yaml')]);
+      expect(r.code, command).toBe(2);
+      expect(r.stderr).toContain('cannot read config file');
+    }
   });
 
   it('purges a tag, and says when nothing matches', async () => {
