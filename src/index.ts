@@ -35,3 +35,19 @@ export { createReadiness, type Readiness, type ReadinessOptions, type ReadinessR
 export { createEviction, planEviction, type Eviction, type EvictionOptions, type EvictionPass } from './eviction/index.js';
 export { metricsEndpoint, type MetricsEndpointOptions } from '../middleware/metrics/index.js';
 export { requestLog, requestLogger, type RequestLoggerOptions } from '../middleware/logging/index.js';
+export {
+  adminApi,
+  gc,
+  listCached,
+  purge,
+  warmImage,
+  warmImages,
+  type AdminApiOptions,
+  type CachedImage,
+  type GcResult,
+  type PurgeResult,
+  type WarmEvent,
+  type WarmOptions,
+  type WarmReport,
+  type WarmResult,
+} from './admin/index.js';
