@@ -36,7 +36,9 @@ export function coordinatedSource(digest: string, upstream: FillSource, { lease,
     const giveUpAt = Date.now() + lease.ttlMs * 2 + 5_000;
     for (;;) {
       signal.throwIfAborted();
-      const claim = await lease.claim(digest);
+      // Redis unreachable: fetching on our own costs one more upstream GET; failing would cost the pull.
+      const claim = await lease.claim(digest).catch(() => undefined);
+      if (!claim) return upstream(signal);
       if (claim.owner) {
         release = claim.release;
         return upstream(signal);
