@@ -1,14 +1,27 @@
 /**
  * The cases: the baselines (the upstream registry itself, nginx, distribution's proxy mode)
- * and the mirror, cold and warm, with one client and with many, run in rounds. Every run
- * counts the upstream's blob GETs, for a cold one until the server has stored the blob.
+ * and the mirror, cold and warm, with one client and with many, run in rounds; unless told
+ * not to, also the mirror with its blobs on S3 (s3rver) and one client, with s3rver's own GET
+ * of the object as its baseline. Every run counts the upstream's blob GETs, for a cold one
+ * until the server has stored the blob.
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { RunningRegistry } from '../test/helpers/registry.js';
-import { pull, pullMany, sampleMemory } from './measure.js';
+import { startS3, type RunningS3 } from '../test/helpers/s3.js';
+import { cpuSeconds, ownCpuSeconds, pull, pullMany, sampleMemory } from './measure.js';
 import { parallelRun, singleRun, type Round, type Run } from './report.js';
-import { startMirror, startProxyRegistry, waitProxyStored, waitStored, type MirrorProcess, type Server, type Upstream } from './servers.js';
+import {
+  startMirror,
+  startProxyRegistry,
+  s3Key,
+  waitInS3,
+  waitProxyStored,
+  waitStored,
+  type MirrorProcess,
+  type Server,
+  type Upstream,
+} from './servers.js';
 
 export interface Setup {
   upstream: Upstream;
@@ -23,6 +36,8 @@ export interface Setup {
   work: string;
   /** Node flags for every mirror child (e.g. --cpu-prof). */
   nodeFlags: string[];
+  /** Whether each round also runs the mirror with its blobs on S3 (s3rver in this process). */
+  s3: boolean;
   /** Called with each mirror's pid and what it is for (to name its profile). */
   onMirror?: (pid: number, label: string) => void;
 }
@@ -68,6 +83,8 @@ export async function round(s: Setup, b: Bench, i: number): Promise<Round> {
   const r1 = { direct: await b.one(direct), nginx: await b.one(nginx) };
   const proxy = await proxyMode(s, b);
   const mirror = await mirrorOne(s, b, i);
+  // Right after the fs-backed mirror, so that their ratio compares runs taken close together.
+  const s3 = s.s3 ? await mirrorOnS3(s, b, i) : undefined;
   const r10 = { direct10: await b.many(direct), nginx10: await b.many(nginx) };
   const mirror10 = await mirrorMany(s, b, i);
   return {
@@ -76,6 +93,7 @@ export async function round(s: Setup, b: Bench, i: number): Promise<Round> {
     proxyWarm: proxy.warm,
     mirrorCold: mirror.cold,
     mirrorWarm: mirror.warm,
+    ...(s3 ? { s3Cold: s3.cold, s3Warm: s3.warm, s3Direct: s3.direct } : {}),
     ...r10,
     mirrorCold10: mirror10.cold,
     mirrorWarm10: mirror10.warm,
@@ -109,6 +127,62 @@ function mirrorOne(s: Setup, b: Bench, i: number): Promise<{ cold: Run; warm: Ru
 }
 
 /**
+ * The mirror with its blobs on S3 and metadata on fs, one client, over a fresh s3rver and
+ * bucket: first GET (cold: the fill streams into a multipart upload), the wait until S3 has
+ * the blob under its final key, then the second GET (warm: a ranged GetObject), then curl's
+ * GET of that object from s3rver itself (anonymous, which s3rver allows). s3rver runs in this
+ * process, so this process's CPU time during a run is s3rver's (and the bench's little
+ * bookkeeping).
+ */
+async function mirrorOnS3(s: Setup, b: Bench, i: number): Promise<{ cold: Run; warm: Run; direct: Run }> {
+  const s3 = await startS3({ bucket: `bench-round-${i + 1}` });
+  try {
+    return await withDataDir(s, `s3-${i + 1}`, async (dataDir) => {
+      const mirror = await mirrorIn(s, dataDir, `blobs on S3, 1 client, cold then warm, round ${i + 1}`, s3);
+      try {
+        const url = `${mirror.url}${b.blobPath}`;
+        let lastByte = 0;
+        let completeSent: number | undefined;
+        s3.onRequest = ({ method, query }) => {
+          if (method === 'POST' && typeof query.uploadId === 'string') completeSent ??= performance.now();
+        };
+        const timed = async (): Promise<Run> => {
+          const run = await b.one(url);
+          lastByte = performance.now();
+          return run;
+        };
+        const cold = await b.counted(
+          () => withCpu(mirror, timed),
+          async () => {
+            await waitInS3(s3, s.digest, s.size);
+            return Math.round(performance.now() - lastByte);
+          },
+        );
+        s3.onRequest = undefined;
+        const completeSentAfterMs = completeSent === undefined ? undefined : Math.round(completeSent - lastByte);
+        const uploadsLeft = await s3.uploadsOnDisk();
+        const warm = await b.counted(() => withCpu(mirror, () => b.one(url)));
+        const direct = await b.one(`${s3.endpoint}/${s3.bucket}/${s3Key(s.digest)}`);
+        return { cold: { ...cold, uploadsLeft, completeSentAfterMs }, warm, direct };
+      } finally {
+        await mirror.stop();
+      }
+    });
+  } finally {
+    await s3.destroy();
+  }
+}
+
+/** `fn` with the CPU seconds that the mirror and this process (s3rver) spent while it ran, and the mirror's peak RSS meanwhile. */
+async function withCpu(mirror: MirrorProcess, fn: () => Promise<Run>): Promise<Run> {
+  const sampler = await sampleMemory(mirror.pid);
+  const [mirrorBefore, ownBefore] = [await cpuSeconds(mirror.pid), ownCpuSeconds()];
+  const result = await fn();
+  const cpu = { mirror: (await cpuSeconds(mirror.pid)) - mirrorBefore, s3rver: ownCpuSeconds() - ownBefore };
+  return { ...result, cpu, memory: await sampler.stop() };
+}
+
+/**
  * The mirror with many clients at once, memory sampled: cold on a fresh data dir (they all
  * join one fill), then warm from a restarted process over that data dir, so that each
  * process's VmHWM is its own case's.
@@ -131,13 +205,13 @@ function mirrorMany(s: Setup, b: Bench, i: number): Promise<{ cold: Run; warm: R
   });
 }
 
-async function mirrorIn(s: Setup, dataDir: string, label: string): Promise<MirrorProcess> {
-  const mirror = await startMirror({ upstreamUrl: s.upstream.url, dataDir, work: s.work, nodeFlags: s.nodeFlags });
+async function mirrorIn(s: Setup, dataDir: string, label: string, s3?: RunningS3): Promise<MirrorProcess> {
+  const mirror = await startMirror({ upstreamUrl: s.upstream.url, dataDir, work: s.work, nodeFlags: s.nodeFlags, s3 });
   s.onMirror?.(mirror.pid, label);
   return mirror;
 }
 
-/** A fresh mirror data dir for `fn`, removed afterwards (512 MiB each). */
+/** A fresh mirror data dir for `fn`, removed afterwards (512 MiB each with fs storage). */
 async function withDataDir<T>(s: Setup, name: string, fn: (dir: string) => Promise<T>): Promise<T> {
   const dir = join(s.work, `mirror-data-${name}`);
   await mkdir(dir);

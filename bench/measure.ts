@@ -97,6 +97,20 @@ async function statusKiB(pid: number, field: 'VmRSS' | 'VmHWM'): Promise<number>
   return Number(m[1]);
 }
 
+/** CPU seconds (user + system) that process `pid` has used so far, from /proc/<pid>/stat. Linux only. */
+export async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  // After "pid (comm) " come fields 3 onwards; utime and stime are fields 14 and 15, in USER_HZ ticks (100 on Linux).
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** CPU seconds (user + system) this process has used so far. */
+export const ownCpuSeconds = (): number => {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1e6;
+};
+
 export interface Stats {
   median: number;
   min: number;

@@ -1,7 +1,8 @@
 /**
  * The results: each case's runs summarized (median, min, max of MB/s), the ratios the project
  * tracks against their targets, the mirror's memory with 10 clients and the upstream GETs
- * behind each cold pull; printed as a table and written as JSON.
+ * behind each cold pull, and for the mirror on S3 its ratios to the mirror on fs, the wait
+ * until the blob is committed in S3 and where the CPU went; printed as a table and written as JSON.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -19,8 +20,14 @@ export interface Run {
   /** Upstream blob GETs while this run lasted. */
   upstreamGets?: number;
   memory?: MemoryPeak;
-  /** For a cold run: how long after the last byte the server had the blob in its storage (mirror: synced and renamed). */
+  /** For a cold run: how long after the last byte the server had the blob in its storage (mirror: synced and renamed; S3: committed). */
   storedAfterMs?: number;
+  /** CPU seconds spent while the client pulled: by the mirror, and by s3rver (the bench's own process). */
+  cpu?: { mirror: number; s3rver: number };
+  /** Multipart uploads s3rver still held on disk once the blob was committed. */
+  uploadsLeft?: number;
+  /** For a cold run on S3: ms from the last byte to the CompleteMultipartUpload reaching s3rver. */
+  completeSentAfterMs?: number;
   error?: string;
 }
 
@@ -86,6 +93,9 @@ const CASES = {
   proxyWarm: 'distribution proxy-mode warm',
   mirrorCold: 'mirror cold',
   mirrorWarm: 'mirror warm',
+  s3Cold: 'mirror, blobs on S3, cold',
+  s3Warm: 'mirror, blobs on S3, warm',
+  s3Direct: 's3rver GetObject direct (curl)',
   direct10: 'direct, aggregate',
   nginx10: 'nginx sendfile, aggregate',
   mirrorCold10: 'mirror cold (one fill), aggregate',
@@ -93,12 +103,17 @@ const CASES = {
 } as const;
 
 export type CaseKey = keyof typeof CASES;
-export type Cases = Record<CaseKey, Case>;
-/** One run of every case. */
-export type Round = Record<CaseKey, Run>;
+/** The cases that can be left out (--no-s3). */
+type OptionalKey = 's3Cold' | 's3Warm' | 's3Direct';
+export type Cases = Record<Exclude<CaseKey, OptionalKey>, Case> & Partial<Record<OptionalKey, Case>>;
+/** One run of every case (of the optional ones, those that ran). */
+export type Round = Record<Exclude<CaseKey, OptionalKey>, Run> & Partial<Record<OptionalKey, Run>>;
 
 export function buildCases(rounds: Round[], clients: number): Cases {
-  const entries = (Object.keys(CASES) as CaseKey[]).map((k) => [k, makeCase(CASES[k], k.endsWith('10') ? clients : 1, rounds.map((r) => r[k]))]);
+  const entries = (Object.keys(CASES) as CaseKey[]).flatMap((k) => {
+    const runs = rounds.flatMap((r) => r[k] ?? []);
+    return runs.length ? [[k, makeCase(CASES[k], k.endsWith('10') ? clients : 1, runs)]] : [];
+  });
   return Object.fromEntries(entries) as Cases;
 }
 
@@ -122,6 +137,13 @@ export function ratios(c: Cases): Ratio[] {
       value: div(median(c.mirrorWarm10), maxOf(median(c.nginx10), median(c.direct10))),
     },
     { label: 'mirror peak RSS, 10 clients (MB)', value: rssMB, target: { op: '<', value: 150 }, digits: 0 },
+    ...(c.s3Cold || c.s3Warm
+      ? [
+          { label: 'mirror on S3 cold / mirror on fs cold', value: div(median(c.s3Cold), median(c.mirrorCold)) },
+          { label: 'mirror on S3 warm / mirror on fs warm', value: div(median(c.s3Warm), median(c.mirrorWarm)) },
+          { label: 'mirror on S3 warm / s3rver GetObject direct', value: div(median(c.s3Warm), median(c.s3Direct)) },
+        ]
+      : []),
   ];
 }
 
@@ -172,16 +194,39 @@ export function table(c: Cases): string {
       .join(' / ');
   lines.push(
     `X-Mirror-Cache per run: cold ${caches(c.mirrorCold)}, warm ${caches(c.mirrorWarm)}, ` +
-      `cold x10 ${caches(c.mirrorCold10)}, warm x10 ${caches(c.mirrorWarm10)}`,
+      `cold x10 ${caches(c.mirrorCold10)}, warm x10 ${caches(c.mirrorWarm10)}` +
+      (c.s3Cold && c.s3Warm ? `, on S3 cold ${caches(c.s3Cold)}, on S3 warm ${caches(c.s3Warm)}` : ''),
   );
   const stored = (k: Case): string => per(k, (r) => r.storedAfterMs);
   lines.push(
     `cold runs, ms from the last byte to the blob stored: mirror ${stored(c.mirrorCold)}, mirror x10 ${stored(c.mirrorCold10)}, ` +
       `proxy-mode ${stored(c.proxyCold)}`,
   );
+  if (c.s3Cold && c.s3Warm) lines.push(...s3Notes(c.s3Cold, c.s3Warm, per, mb));
+  else lines.push('mirror on S3: not run (--no-s3)');
+  lines.push('two mirror replicas on shared S3 + Redis (issue 5): not measured, the mirror has no replica mode yet');
   const failures = Object.values(c).flatMap((k) => k.runs.filter((r) => !r.ok).map((r) => `${k.label}: ${r.error ?? 'failed'}`));
   if (failures.length) lines.push('', 'failed runs:', ...failures.map((f) => `  ${f}`));
   return lines.join('\n');
+}
+
+type Per = (k: Case, f: (r: Run) => number | undefined, to?: (v: number | undefined) => string) => string;
+
+function s3Notes(cold: Case, warm: Case, per: Per, mb: (kib: number | undefined) => string): string[] {
+  const cores = (k: Case, who: 'mirror' | 's3rver'): string =>
+    per(k, (r) => (r.cpu && r.seconds > 0 ? r.cpu[who] / r.seconds : undefined), (v) => fmt(v, 2));
+  return [
+    `mirror on S3, ms from the last byte to the blob committed in S3 (HeadObject of its key, polled every 50 ms): ${per(cold, (r) => r.storedAfterMs)};`,
+    `  of which until CompleteMultipartUpload reached s3rver: ${per(cold, (r) => r.completeSentAfterMs)}`,
+    `  multipart uploads left on disk after the commit ${per(cold, (r) => r.uploadsLeft)}; upstream blob GETs cold ${per(cold, (r) => r.upstreamGets)}, ` +
+      `warm ${per(warm, (r) => r.upstreamGets)}`,
+    `mirror on S3, cores busy while the client pulled (CPU s / wall s): cold mirror ${cores(cold, 'mirror')}, s3rver ${cores(cold, 's3rver')};`,
+    `  warm mirror ${cores(warm, 'mirror')}, s3rver ${cores(warm, 's3rver')}; sampled VmRSS peak cold ${per(cold, (r) => r.memory?.sampledPeakKiB, mb)} MB, ` +
+      `warm ${per(warm, (r) => r.memory?.sampledPeakKiB, mb)} MB, idle before cold ${per(cold, (r) => r.memory?.startKiB, mb)} MB`,
+    'note: s3rver is a Node process (the bench\'s own) on the same cores as the mirror, the upstream and curl; it writes',
+    '  each part to a file and on Complete copies the parts into the object, and serves GETs from a Node stream. These',
+    '  numbers bound what the S3 adapter can show on this machine; against a real S3 or MinIO they would differ.',
+  ];
 }
 
 export async function writeJson(path: string, data: unknown): Promise<void> {

@@ -1,9 +1,14 @@
 /**
- * `npm run bench [-- --no-build] [-- --cpu-prof]`: pulls one 512 MiB incompressible layer
+ * `npm run bench [-- --no-build] [-- --no-s3] [-- --cpu-prof]`: pulls one 512 MiB incompressible layer
  * straight from a docker-registry, from nginx (sendfile), through distribution's proxy mode
  * and through the mirror (a child process from dist/, built first unless --no-build), cold
  * and warm, by one client and by ten at once; prints MB/s, the ratios the project tracks and
  * the mirror's peak RSS, and writes bench/results/latest.json. It measures; it asserts nothing.
+ *
+ * Every round also runs the mirror with its blobs on S3 (s3rver on 127.0.0.1, in this process,
+ * a fresh one and bucket per round) and its metadata on fs, one client, cold and warm, and
+ * reports both as ratios to the fs-backed mirror of the same round, with the wait from the
+ * last byte to the blob committed in S3. That adds about 35 s; --no-s3 leaves it out.
  *
  * --cpu-prof runs every mirror under `node --cpu-prof` (profiles in bench/results/profiles)
  * and prints where each spent its time; the profiler slows the mirror, so such a run's
@@ -41,7 +46,9 @@ async function cleanUp(): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const { values: flags } = parseArgs({ options: { 'no-build': { type: 'boolean' }, 'cpu-prof': { type: 'boolean' } } });
+  const { values: flags } = parseArgs({
+    options: { 'no-build': { type: 'boolean' }, 'cpu-prof': { type: 'boolean' }, 'no-s3': { type: 'boolean' } },
+  });
   const started = Date.now();
   if (!flags['no-build']) {
     log('building dist/');
@@ -76,13 +83,14 @@ async function main(): Promise<void> {
     timeouts: { one: 120, many: 240 },
     work,
     nodeFlags: flags['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', PROFILES] : [],
+    s3: !flags['no-s3'],
     onMirror: (pid, label) => mirrors.set(pid, label),
   };
   const b = bench(setup);
 
   await warmUp(setup, b);
   const rounds = await repeat(REPS, (i) => {
-    log(`round ${i + 1} of ${REPS}: direct, nginx, proxy mode, mirror; 1 client, then ${setup.clients}`);
+    log(`round ${i + 1} of ${REPS}: direct, nginx, proxy mode, mirror${setup.s3 ? ', mirror on S3' : ''}; 1 client, then ${setup.clients}`);
     return round(setup, b, i);
   });
   const cases = buildCases(rounds, setup.clients);
@@ -95,6 +103,7 @@ async function main(): Promise<void> {
     commit: (await run('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD']).catch(() => ({ stdout: '?' }))).stdout.trim(),
     machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
     profiled: flags['cpu-prof'] ?? false,
+    s3: setup.s3,
     blob: { digest: layer.digest, size: layer.size },
     reps: REPS,
     clients: setup.clients,

@@ -2,14 +2,17 @@
  * The servers the benchmark pulls from, all on 127.0.0.1 with their files under the bench's
  * temp dir: the upstream docker-registry (with its access log kept in a file, so that its
  * blob GETs can be counted), distribution's own pull-through cache, nginx serving the blob
- * file with sendfile, and the mirror as a child process from dist/.
+ * file with sendfile, and the mirror as a child process from dist/, on fs storage or with its
+ * blobs on S3 (s3rver, started by the cases through test/helpers/s3.ts).
  */
 import { access, chmod, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
+import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { describeExit, spawnTracked, terminate, type Tracked } from '../test/helpers/processes.js';
 import { freePort, REGISTRY_BINARY, startRegistry, type RunningRegistry } from '../test/helpers/registry.js';
+import { S3RVER_CREDENTIALS, type RunningS3 } from '../test/helpers/s3.js';
 import { which } from '../test/helpers/tools.js';
 
 const READY_TIMEOUT_MS = 15_000;
@@ -93,7 +96,15 @@ export interface MirrorOptions {
   work: string;
   /** Extra node flags for the child, e.g. `--cpu-prof`. */
   nodeFlags?: string[];
+  /** Blobs in this S3 bucket (under S3_PREFIX), metadata and the fill spool still in `dataDir`; fs storage when absent. */
+  s3?: RunningS3;
 }
+
+/** The key prefix of the mirror's blobs in an S3 bucket. */
+export const S3_PREFIX = 'bench/';
+
+/** Where the S3 adapter keeps a committed blob: `<prefix>blobs/<alg>/<hex>`. */
+export const s3Key = (digest: string): string => `${S3_PREFIX}blobs/${digest.replace(':', '/')}`;
 
 export interface MirrorProcess extends Server {
   logs(): string;
@@ -101,18 +112,28 @@ export interface MirrorProcess extends Server {
 
 const CLI = resolve(import.meta.dirname, '..', 'dist', 'src', 'cli.js');
 
-/** The mirror's CLI as its own process, configured as a user would: fs storage with the default fsync. */
-export async function startMirror({ upstreamUrl, dataDir, work, nodeFlags = [] }: MirrorOptions): Promise<MirrorProcess> {
+/**
+ * The mirror's CLI as its own process, configured as a user would: fs storage with the default
+ * fsync, or blobs on S3 (default part size and concurrency) with metadata on fs.
+ */
+export async function startMirror({ upstreamUrl, dataDir, work, nodeFlags = [], s3 }: MirrorOptions): Promise<MirrorProcess> {
   const port = await freePort();
   const config = join(work, `mirror-${port}.yaml`);
+  const storage = s3
+    ? {
+        blobs: { type: 's3', bucket: s3.bucket, prefix: S3_PREFIX, endpoint: s3.endpoint, forcePathStyle: true, ...S3RVER_CREDENTIALS },
+        meta: { type: 'fs', path: dataDir },
+      }
+    : { type: 'fs', path: dataDir };
   await writeFile(
     config,
     stringify({
       listen: `127.0.0.1:${port}`,
-      storage: { type: 'fs', path: dataDir },
+      storage,
       upstreams: [{ name: 'bench.upstream', url: upstreamUrl }],
       cache: { tagTtl: '5m' },
-      fill: { timeout: '5m' },
+      // With S3 the fill spools to a local file as well (unlinked at once); keep it in the bench's temp dir.
+      fill: { timeout: '5m', ...(s3 ? { spoolDir: join(dataDir, 'spool') } : {}) },
     }),
   );
   const proc = spawnTracked(process.execPath, [...nodeFlags, CLI, '--config', config], {
@@ -171,6 +192,23 @@ export function waitStored(url: string): Promise<number> {
   return poll(`${url} was not stored`, async () => {
     const res = await fetch(url, { method: 'HEAD', signal: AbortSignal.timeout(5_000) });
     return res.headers.get('x-mirror-cache') === 'HIT';
+  });
+}
+
+/**
+ * Waits until the blob is committed in S3: HeadObject finds its final key with the whole size
+ * (the adapter completes the multipart upload only after the digest verified).
+ */
+export function waitInS3(s3: RunningS3, digest: string, size: number): Promise<number> {
+  const Key = s3Key(digest);
+  return poll(`${digest} did not appear in S3`, async () => {
+    try {
+      const head = await s3.client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key }), { abortSignal: AbortSignal.timeout(5_000) });
+      return head.ContentLength === size;
+    } catch (e) {
+      if ((e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return false;
+      throw e;
+    }
   });
 }
 
