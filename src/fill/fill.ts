@@ -315,7 +315,7 @@ export class Fill {
 }
 
 /** How much of the newest data a fill keeps in memory for the readers that follow it live. */
-const RECENT_WINDOW = 8 * 1024 * 1024;
+const RECENT_WINDOW = 4 * 1024 * 1024;
 
 function toError(err: unknown, signal: AbortSignal): Error {
   if (signal.aborted && signal.reason instanceof Error) return signal.reason;

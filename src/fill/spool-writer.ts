@@ -8,7 +8,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import type { DigestVerifier } from '../digest.js';
 
-const HIGH_WATER_MARK = 8 * 1024 * 1024;
+const HIGH_WATER_MARK = 4 * 1024 * 1024;
 
 export class SpoolWriter extends Writable {
   constructor(
