@@ -7,9 +7,11 @@
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { RunningRedis } from '../test/helpers/redis.js';
 import type { RunningRegistry } from '../test/helpers/registry.js';
 import { startS3, type RunningS3 } from '../test/helpers/s3.js';
 import { cpuSeconds, ownCpuSeconds, pull, pullMany, sampleMemory } from './measure.js';
+import { replicasCase } from './replicas.js';
 import { parallelRun, singleRun, type Round, type Run } from './report.js';
 import {
   startMirror,
@@ -38,6 +40,10 @@ export interface Setup {
   nodeFlags: string[];
   /** Whether each round also runs the mirror with its blobs on S3 (s3rver in this process). */
   s3: boolean;
+  /** When given, the last round also runs two replicas over one s3rver bucket and this Redis, 10 clients split 5/5. */
+  redis?: RunningRedis;
+  /** Rounds in the run: the two-replica case runs in the last. */
+  rounds: number;
   /** Called with each mirror's pid and what it is for (to name its profile). */
   onMirror?: (pid: number, label: string) => void;
 }
@@ -85,6 +91,8 @@ export async function round(s: Setup, b: Bench, i: number): Promise<Round> {
   const mirror = await mirrorOne(s, b, i);
   // Right after the fs-backed mirror, so that their ratio compares runs taken close together.
   const s3 = s.s3 ? await mirrorOnS3(s, b, i) : undefined;
+  // Once per run (about 25 s), right after the single mirror on S3 it is compared with.
+  const replicas = s.redis && i === s.rounds - 1 ? await replicasCase(s, b, s.redis) : undefined;
   const r10 = { direct10: await b.many(direct), nginx10: await b.many(nginx) };
   const mirror10 = await mirrorMany(s, b, i);
   return {
@@ -94,6 +102,7 @@ export async function round(s: Setup, b: Bench, i: number): Promise<Round> {
     mirrorCold: mirror.cold,
     mirrorWarm: mirror.warm,
     ...(s3 ? { s3Cold: s3.cold, s3Warm: s3.warm, s3Direct: s3.direct } : {}),
+    ...(replicas ? { replicasCold10: replicas.cold, replicasWarm10: replicas.warm } : {}),
     ...r10,
     mirrorCold10: mirror10.cold,
     mirrorWarm10: mirror10.warm,

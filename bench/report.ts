@@ -28,6 +28,10 @@ export interface Run {
   uploadsLeft?: number;
   /** For a cold run on S3: ms from the last byte to the CompleteMultipartUpload reaching s3rver. */
   completeSentAfterMs?: number;
+  /** Two-replica runs: each replica's memory while the clients pulled. */
+  replicas?: { url: string; memory: MemoryPeak }[];
+  /** Two-replica runs: uploads of the blob S3 saw start (PutObject or CreateMultipartUpload). */
+  uploads?: number;
   error?: string;
 }
 
@@ -100,11 +104,13 @@ const CASES = {
   nginx10: 'nginx sendfile, aggregate',
   mirrorCold10: 'mirror cold (one fill), aggregate',
   mirrorWarm10: 'mirror warm (restarted), aggregate',
+  replicasCold10: '2 replicas on S3, cold, 5+5, aggr.',
+  replicasWarm10: '2 replicas on S3, warm, 5+5, aggr.',
 } as const;
 
 export type CaseKey = keyof typeof CASES;
-/** The cases that can be left out (--no-s3). */
-type OptionalKey = 's3Cold' | 's3Warm' | 's3Direct';
+/** The cases that can be left out (--no-s3, --no-replicas), or that run in one round only (the replicas). */
+type OptionalKey = 's3Cold' | 's3Warm' | 's3Direct' | 'replicasCold10' | 'replicasWarm10';
 export type Cases = Record<Exclude<CaseKey, OptionalKey>, Case> & Partial<Record<OptionalKey, Case>>;
 /** One run of every case (of the optional ones, those that ran). */
 export type Round = Record<Exclude<CaseKey, OptionalKey>, Run> & Partial<Record<OptionalKey, Run>>;
@@ -142,6 +148,12 @@ export function ratios(c: Cases): Ratio[] {
           { label: 'mirror on S3 cold / mirror on fs cold', value: div(median(c.s3Cold), median(c.mirrorCold)) },
           { label: 'mirror on S3 warm / mirror on fs warm', value: div(median(c.s3Warm), median(c.mirrorWarm)) },
           { label: 'mirror on S3 warm / s3rver GetObject direct', value: div(median(c.s3Warm), median(c.s3Direct)) },
+        ]
+      : []),
+    ...(c.replicasCold10 || c.replicasWarm10
+      ? [
+          { label: '2 replicas cold x10 / mirror on S3 cold', value: div(median(c.replicasCold10), median(c.s3Cold)) },
+          { label: '2 replicas warm x10 / mirror on S3 warm', value: div(median(c.replicasWarm10), median(c.s3Warm)) },
         ]
       : []),
   ];
@@ -204,7 +216,8 @@ export function table(c: Cases): string {
   );
   if (c.s3Cold && c.s3Warm) lines.push(...s3Notes(c.s3Cold, c.s3Warm, per, mb));
   else lines.push('mirror on S3: not run (--no-s3)');
-  lines.push('two mirror replicas on shared S3 + Redis (issue 5): not measured, the mirror has no replica mode yet');
+  if (c.replicasCold10 && c.replicasWarm10) lines.push(...replicaNotes(c.replicasCold10, c.replicasWarm10, per, mb, caches));
+  else lines.push('two replicas on S3 + Redis: not run (--no-replicas, or no redis-server)');
   const failures = Object.values(c).flatMap((k) => k.runs.filter((r) => !r.ok).map((r) => `${k.label}: ${r.error ?? 'failed'}`));
   if (failures.length) lines.push('', 'failed runs:', ...failures.map((f) => `  ${f}`));
   return lines.join('\n');
@@ -226,6 +239,21 @@ function s3Notes(cold: Case, warm: Case, per: Per, mb: (kib: number | undefined)
     'note: s3rver is a Node process (the bench\'s own) on the same cores as the mirror, the upstream and curl; it writes',
     '  each part to a file and on Complete copies the parts into the object, and serves GETs from a Node stream. These',
     '  numbers bound what the S3 adapter can show on this machine; against a real S3 or MinIO they would differ.',
+  ];
+}
+
+function replicaNotes(cold: Case, warm: Case, per: Per, mb: (kib: number | undefined) => string, caches: (k: Case) => string): string[] {
+  const rss = (k: Case): string =>
+    k.runs
+      .map((r) => (r.replicas ?? []).map((x, i) => `${'ab'[i] ?? i} ${mb(x.memory.hwmKiB)} (sampled ${mb(x.memory.sampledPeakKiB)}, idle ${mb(x.memory.startKiB)})`).join(', '))
+      .join(' / ');
+  return [
+    `2 replicas (blobs on one s3rver bucket, metadata on Keyv/Redis, replication on), 10 clients split 5/5:`,
+    `  upstream blob GETs cold ${per(cold, (r) => r.upstreamGets)} (claim: exactly 1 across both), warm ${per(warm, (r) => r.upstreamGets)}; ` +
+      `uploads of the blob to S3 cold ${per(cold, (r) => r.uploads)} (claim: 1), warm ${per(warm, (r) => r.uploads)}`,
+    `  ms from the last byte to the blob committed in S3: ${per(cold, (r) => r.storedAfterMs)}; ` +
+      `X-Mirror-Cache cold ${caches(cold)}, warm ${caches(warm)}`,
+    `  peak RSS per replica, VmHWM MB: cold ${rss(cold)}; warm (restarted) ${rss(warm)}`,
   ];
 }
 

@@ -10,6 +10,12 @@
  * reports both as ratios to the fs-backed mirror of the same round, with the wait from the
  * last byte to the blob committed in S3. That adds about 35 s; --no-s3 leaves it out.
  *
+ * The last round also runs two replicas (issue 5): two mirror processes with their blobs on one
+ * s3rver bucket, metadata on Keyv/Redis and replication on (one redis-server), ten clients split
+ * five and five, cold then warm, as ratios to the single mirror on S3, with the upstream GETs,
+ * the uploads to S3 and each replica's peak RSS. That adds about 25 s; --no-replicas leaves it
+ * out, and so does a machine without redis-server.
+ *
  * --cpu-prof runs every mirror under `node --cpu-prof` (profiles in bench/results/profiles)
  * and prints where each spent its time; the profiler slows the mirror, so such a run's
  * numbers are not comparable with others.
@@ -22,7 +28,8 @@ import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { bigLayer, pushBigImage } from '../test/helpers/images.js';
-import { run } from '../test/helpers/tools.js';
+import { REDIS_INSTALL_HINT, startRedis, type RunningRedis } from '../test/helpers/redis.js';
+import { run, which } from '../test/helpers/tools.js';
 import { bench, round, warmUp, type Setup } from './cases.js';
 import { repeat } from './measure.js';
 import { summarizeProfile } from './profile.js';
@@ -47,7 +54,12 @@ async function cleanUp(): Promise<void> {
 
 async function main(): Promise<void> {
   const { values: flags } = parseArgs({
-    options: { 'no-build': { type: 'boolean' }, 'cpu-prof': { type: 'boolean' }, 'no-s3': { type: 'boolean' } },
+    options: {
+      'no-build': { type: 'boolean' },
+      'cpu-prof': { type: 'boolean' },
+      'no-s3': { type: 'boolean' },
+      'no-replicas': { type: 'boolean' },
+    },
   });
   const started = Date.now();
   if (!flags['no-build']) {
@@ -72,6 +84,15 @@ async function main(): Promise<void> {
   const nginx = await startNginx(work, layer.path);
   defer(() => nginx.stop());
 
+  let redis: RunningRedis | undefined;
+  if (flags['no-replicas']) log('two replicas: left out (--no-replicas)');
+  else if (!which('redis-server')) log(`two replicas: left out, redis-server is not installed (${REDIS_INSTALL_HINT})`);
+  else {
+    redis = await startRedis();
+    const running = redis;
+    defer(() => running.destroy());
+  }
+
   const mirrors = new Map<number, string>();
   const setup: Setup = {
     upstream,
@@ -84,13 +105,16 @@ async function main(): Promise<void> {
     work,
     nodeFlags: flags['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', PROFILES] : [],
     s3: !flags['no-s3'],
+    ...(redis ? { redis } : {}),
+    rounds: REPS,
     onMirror: (pid, label) => mirrors.set(pid, label),
   };
   const b = bench(setup);
 
   await warmUp(setup, b);
   const rounds = await repeat(REPS, (i) => {
-    log(`round ${i + 1} of ${REPS}: direct, nginx, proxy mode, mirror${setup.s3 ? ', mirror on S3' : ''}; 1 client, then ${setup.clients}`);
+    const replicas = setup.redis && i === REPS - 1 ? ', two replicas on S3 + Redis' : '';
+    log(`round ${i + 1} of ${REPS}: direct, nginx, proxy mode, mirror${setup.s3 ? ', mirror on S3' : ''}${replicas}; 1 client, then ${setup.clients}`);
     return round(setup, b, i);
   });
   const cases = buildCases(rounds, setup.clients);
@@ -104,6 +128,7 @@ async function main(): Promise<void> {
     machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
     profiled: flags['cpu-prof'] ?? false,
     s3: setup.s3,
+    replicas: setup.redis !== undefined,
     blob: { digest: layer.digest, size: layer.size },
     reps: REPS,
     clients: setup.clients,

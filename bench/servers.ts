@@ -98,6 +98,11 @@ export interface MirrorOptions {
   nodeFlags?: string[];
   /** Blobs in this S3 bucket (under S3_PREFIX), metadata and the fill spool still in `dataDir`; fs storage when absent. */
   s3?: RunningS3;
+  /**
+   * A replica: metadata on Keyv/Redis at this URL (instead of fs) and replication on through
+   * it, advertising its own http://127.0.0.1:<port>. Needs `s3` (the blobs every replica shares).
+   */
+  replica?: { redis: string; secret: string };
 }
 
 /** The key prefix of the mirror's blobs in an S3 bucket. */
@@ -116,13 +121,15 @@ const CLI = resolve(import.meta.dirname, '..', 'dist', 'src', 'cli.js');
  * The mirror's CLI as its own process, configured as a user would: fs storage with the default
  * fsync, or blobs on S3 (default part size and concurrency) with metadata on fs.
  */
-export async function startMirror({ upstreamUrl, dataDir, work, nodeFlags = [], s3 }: MirrorOptions): Promise<MirrorProcess> {
+export async function startMirror({ upstreamUrl, dataDir, work, nodeFlags = [], s3, replica }: MirrorOptions): Promise<MirrorProcess> {
+  if (replica && !s3) throw new Error('a replica needs its blobs on S3');
   const port = await freePort();
   const config = join(work, `mirror-${port}.yaml`);
+  const url = `http://127.0.0.1:${port}`;
   const storage = s3
     ? {
         blobs: { type: 's3', bucket: s3.bucket, prefix: S3_PREFIX, endpoint: s3.endpoint, forcePathStyle: true, ...S3RVER_CREDENTIALS },
-        meta: { type: 'fs', path: dataDir },
+        meta: replica ? { type: 'keyv', url: replica.redis, namespace: 'bench' } : { type: 'fs', path: dataDir },
       }
     : { type: 'fs', path: dataDir };
   await writeFile(
@@ -134,12 +141,12 @@ export async function startMirror({ upstreamUrl, dataDir, work, nodeFlags = [], 
       cache: { tagTtl: '5m' },
       // With S3 the fill spools to a local file as well (unlinked at once); keep it in the bench's temp dir.
       fill: { timeout: '5m', ...(s3 ? { spoolDir: join(dataDir, 'spool') } : {}) },
+      ...(replica ? { replication: { redis: replica.redis, advertise: url, secret: replica.secret, namespace: 'bench' } } : {}),
     }),
   );
   const proc = spawnTracked(process.execPath, [...nodeFlags, CLI, '--config', config], {
     env: { ...process.env, LOG_LEVEL: 'warn' },
   });
-  const url = `http://127.0.0.1:${port}`;
   await waitReady(proc, `${url}/healthz`, 'mirror', async () => proc.output());
   return {
     url,
