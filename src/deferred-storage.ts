@@ -31,6 +31,7 @@ export function deferredBlobStore(load: () => Promise<BlobStore>): BlobStore {
       yield* (await store()).list();
     },
     recover: async () => (await store()).recover?.(),
+    presign: async (digest, options) => (await store()).presign?.(digest, options),
     close: async () => (await store()).close?.(),
   };
 }

@@ -5,7 +5,7 @@
 import type { Middleware } from 'koa';
 import compose from 'koa-compose';
 import { loadHtpasswd, mirrorAuth, upstreamAccess } from '../middleware/auth/index.js';
-import { blobCache } from '../middleware/blobs/index.js';
+import { blobCache, type BlobRedirectOptions } from '../middleware/blobs/index.js';
 import { ociErrors, type OciErrorsOptions } from '../middleware/errors/index.js';
 import { listProxy } from '../middleware/lists/index.js';
 import { ManifestCache, manifestCache } from '../middleware/manifests/index.js';
@@ -20,7 +20,7 @@ import { prefetchPlatforms } from './admin/prefetch.js';
 import { createFills, type Fills } from './fill/index.js';
 import { FILLS_PATH, replicationFromConfig } from './replication/index.js';
 import type { Storage } from './storage.js';
-import { createStorage } from './storage-config.js';
+import { blobRedirect, createStorage } from './storage-config.js';
 import { createFailoverUpstream, type FailoverUpstream } from './upstream/failover.js';
 import type { Upstream, UpstreamCredentials } from './upstream/types.js';
 
@@ -106,6 +106,14 @@ function mirrorAuthFrom(config: MirrorConfig): Middleware | undefined {
   });
 }
 
+/** Blob redirects as the storage config asks, never for an upstream with access rules. */
+function redirectFrom(config: MirrorConfig): BlobRedirectOptions | undefined {
+  const redirect = blobRedirect(config.storage);
+  if (!redirect) return undefined;
+  const gated = new Set(config.upstreams.filter((u) => u.private || u.forwardCredentials).map((u) => u.name));
+  return { ...redirect, skip: (target) => gated.has(target.upstream.name) };
+}
+
 export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, options: MirrorOptions = {}): Mirror {
   const config = parseConfig(input);
   // Replicas share the storage: start-up recovery must leave the others' fills in flight alone.
@@ -175,7 +183,7 @@ export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, optio
       challengeAtBase: config.upstreams.some((u) => u.forwardCredentials || u.private),
     }),
     manifestCache({ cache: manifests, events }),
-    blobCache({ blobs: storage.blobs, fills, events }),
+    blobCache({ blobs: storage.blobs, fills, events, redirect: redirectFrom(config) }),
     listProxy(),
   ]);
   const unhandled = async () => {

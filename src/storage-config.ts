@@ -8,9 +8,11 @@
  *     blobs: { type: s3, bucket: oci-cache, endpoint: http://minio:9000, forcePathStyle: true }
  *     meta:  { type: keyv, url: redis://127.0.0.1:6379 }
  *
- * S3 holds blobs only, so it appears under `blobs:`; metadata goes to `fs` or `keyv`.
+ * S3 holds blobs only, so it appears under `blobs:`; metadata goes to `fs` or `keyv`. With
+ * `redirect: { enabled: true, expiresIn: 5m }` there, cached blob GETs answer 307 to S3.
  */
 import { z } from 'zod';
+import { duration } from './duration.js';
 import { fsBlobStore, fsMetadataStore, fsStorage } from '../adapters/fs/index.js';
 import { DEFAULT_NAMESPACE, isKeyvUrl } from '../adapters/keyv/options.js';
 import { MIN_PART_SIZE } from '../adapters/s3/limits.js';
@@ -54,6 +56,19 @@ const s3Schema = z
     sessionToken: z.string().min(1).optional(),
     /** Bytes per multipart part (default 8 MiB); each part in flight is held in memory. */
     partSize: z.number().int().min(MIN_PART_SIZE, `must be at least ${MIN_PART_SIZE} (S3's smallest part)`).optional(),
+    /**
+     * Answer a cached blob GET with a 307 to a presigned S3 URL valid for `expiresIn`, so that
+     * the bytes go from S3 to the client directly. Never for private upstreams.
+     */
+    redirect: z
+      .object({
+        enabled: z.boolean().default(false),
+        expiresIn: duration
+          .prefault('5m')
+          .refine((ms) => ms >= 1_000 && ms <= 604_800_000, { message: 'must be from 1s to 7d (what S3 accepts)' }),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict()
   .refine((s) => (s.accessKeyId === undefined) === (s.secretAccessKey === undefined), {
@@ -147,6 +162,12 @@ export function createBlobStore(config: BlobStorageConfig, { recoverOlderThan }:
       }));
     }
   }
+}
+
+/** The blob redirect the config asks for (expiry in seconds), when its blobs are on S3 with redirect enabled. */
+export function blobRedirect(config: StorageConfig): { expiresIn: number } | undefined {
+  if (config.type !== 'split' || config.blobs.type !== 's3' || !config.blobs.redirect.enabled) return undefined;
+  return { expiresIn: Math.floor(config.blobs.redirect.expiresIn / 1000) };
 }
 
 export function createMetadataStore(config: MetaStorageConfig): MetadataStore {

@@ -41,6 +41,11 @@ export interface SpoolCapability {
   adopt(digest: string, path: string, size: number): Promise<BlobInfo>;
 }
 
+export interface BlobPresignOptions {
+  /** Seconds the URL stays valid. */
+  expiresIn: number;
+}
+
 export interface BlobStore {
   /** Size of a committed blob; `undefined` when absent (a normal answer, not an error). */
   stat(digest: string): Promise<BlobInfo | undefined>;
@@ -66,6 +71,12 @@ export interface BlobStore {
   /** Removes what an interrupted process left behind (temporary files, unfinished uploads). Run at start-up. */
   recover?(): Promise<void>;
   spool?: SpoolCapability;
+  /**
+   * An optional capability: a URL that serves the committed blob's bytes to whoever holds it
+   * (a bearer capability) for `expiresIn` seconds, without the store being asked again;
+   * `undefined` when this store has none to give. Whether the blob exists is not checked.
+   */
+  presign?(digest: string, options: BlobPresignOptions): Promise<string | undefined>;
   close?(): Promise<void>;
 }
 

@@ -9,7 +9,8 @@
  * be reached to abort it, the abort is retried in the background for a few minutes, and
  * `recover()` (run at start-up) aborts whatever is still left under the prefix.
  *
- * No `spool` capability: S3 has no rename, so fills commit through `put()`.
+ * No `spool` capability: S3 has no rename, so fills commit through `put()`. `presign` signs
+ * a GetObject URL (SigV4 in the query string) locally, without a request to S3.
  */
 import {
   DeleteObjectCommand,
@@ -19,11 +20,12 @@ import {
   S3Client,
   paginateListObjectsV2,
 } from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { Readable, addAbortSignal } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { verifyingStream } from '../../src/digest.js';
 import { parseDigest } from '../../src/reference.js';
-import type { BlobStore } from '../../src/storage.js';
+import type { BlobPresignOptions, BlobStore } from '../../src/storage.js';
 import { MIN_PART_SIZE } from './limits.js';
 import { BlobUpload, abortUpload, type UploadTarget } from './upload.js';
 
@@ -61,8 +63,9 @@ export interface S3BlobStoreOptions {
   recoverOlderThan?: number;
 }
 
-export type S3BlobStore = BlobStore & {
+export type S3BlobStore = Omit<BlobStore, 'presign'> & {
   recover(): Promise<void>;
+  presign(digest: string, options: BlobPresignOptions): Promise<string>;
   close(): Promise<void>;
   readonly client: S3Client;
   readonly bucket: string;
@@ -178,6 +181,13 @@ export function s3BlobStore(options: S3BlobStoreOptions): S3BlobStore {
         signal?.removeEventListener('abort', onAbort);
       }
       return { size: verify.verifier.size };
+    },
+
+    async presign(digest, { expiresIn }) {
+      const key = keyOf(digest);
+      // S3 refuses a presigned URL valid for more than 7 days; 0 would be dead on arrival.
+      if (!(expiresIn >= 1 && expiresIn <= 604_800)) throw new RangeError('expiresIn must be between 1 and 604800 seconds');
+      return getSignedUrl(client, new GetObjectCommand({ Bucket: bucket, Key: key }), { expiresIn: Math.floor(expiresIn) });
     },
 
     async delete(digest) {

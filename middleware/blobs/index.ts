@@ -3,6 +3,12 @@
  * otherwise by joining or starting the one fill of that blob. The fill is not this request's:
  * the body handed to koa is a reader of the fill, so a client that hangs up destroys only
  * its own reader and the blob is still cached.
+ *
+ * With `redirect`, a cached blob's plain GET answers 307 to a presigned URL from the store,
+ * and the client fetches the bytes from there. Not a HEAD (cheap, and a GET-signed URL is no
+ * good for HEAD), not a Range request (its 206 would then rest on the client resending Range
+ * and on the store honouring it exactly; resumes are rare), and not for a request the
+ * upstream's own access rules gate (the URL is a bearer capability).
  */
 import type { Middleware, ParameterizedContext } from 'koa';
 import parseRange from 'range-parser';
@@ -24,9 +30,18 @@ export interface BlobCacheOptions {
   fills: Fills;
   /** Told the cache outcome of every GET and HEAD answered from storage or a fill. */
   events?: MirrorEvents;
+  /** Redirect cached blob GETs to the store's presigned URLs (when it has them); off when absent. */
+  redirect?: BlobRedirectOptions;
 }
 
-export const blobCache = ({ blobs, fills, events }: BlobCacheOptions): Middleware =>
+export interface BlobRedirectOptions {
+  /** Seconds the presigned URL stays valid. */
+  expiresIn: number;
+  /** Upstreams whose blobs must not be handed out as URLs: those with access rules (`private`, `forwardCredentials`). */
+  skip?: (target: UpstreamTarget) => boolean;
+}
+
+export const blobCache = ({ blobs, fills, events, redirect }: BlobCacheOptions): Middleware =>
   async function blobCache(ctx, next) {
     const route = ctx.state.oci;
     if (route?.kind !== 'blob') return next();
@@ -46,6 +61,14 @@ export const blobCache = ({ blobs, fills, events }: BlobCacheOptions): Middlewar
       if (info) {
         ctx.set('X-Mirror-Cache', 'HIT');
         reportCache(ctx, events, { kind: 'blob', result: 'HIT', target, digest: digest.value, size: info.size });
+        const location = redirect && redirectable(ctx, target, redirect) ? await blobs.presign?.(digest.value, { expiresIn: redirect.expiresIn }) : undefined;
+        if (location) {
+          ctx.status = 307;
+          ctx.set('Location', location);
+          // The URL expires: no cache may keep the redirect longer than that.
+          ctx.set('Cache-Control', 'no-store');
+          return;
+        }
         return sendRange(ctx, info.size, (start, end) => blobs.read(digest.value, { start, end }));
       }
       // A HEAD is a question, not a reason to pull a whole layer: ask the upstream the same.
@@ -70,6 +93,10 @@ export const blobCache = ({ blobs, fills, events }: BlobCacheOptions): Middlewar
     }
     return sendRange(ctx, size, (start, end) => active.reader(start, end));
   };
+
+function redirectable(ctx: ParameterizedContext, target: UpstreamTarget, { skip }: BlobRedirectOptions): boolean {
+  return ctx.method === 'GET' && !ctx.get('Range') && !target.credentials && !skip?.(target);
+}
 
 type Open = (start: number, end: number) => Promise<NodeJS.ReadableStream | undefined>;
 

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { parseConfig } from '../../src/config.js';
 import { digestOf } from '../../src/digest.js';
-import { createStorage } from '../../src/storage-config.js';
+import { blobRedirect, createStorage } from '../../src/storage-config.js';
 import { pseudoRandomBytes, readSummary, summary } from '../conformance/helpers.js';
 import { S3RVER_CREDENTIALS, startS3, type RunningS3 } from '../helpers/s3.js';
 
@@ -62,9 +62,14 @@ storage:
         forcePathStyle: true,
         accessKeyId: 'minio',
         secretAccessKey: 'minio-secret',
+        // Off unless asked for.
+        redirect: { enabled: false, expiresIn: 300_000 },
       },
       meta: { type: 'keyv', url: 'redis://127.0.0.1:6379', namespace: 'mirror-a' },
     });
+    expect(blobRedirect(parseConfig(yaml).storage)).toBeUndefined();
+    const redirecting = storageOf({ blobs: { type: 's3', bucket: 'b', redirect: { enabled: true, expiresIn: '90s' } }, meta: { type: 'fs', path: '/m' } });
+    expect(blobRedirect(redirecting)).toEqual({ expiresIn: 90 });
     expect(storageOf({ blobs: { type: 'keyv', url: 'memory' }, meta: { type: 'fs', path: '/m' } })).toMatchObject({ type: 'split' });
   });
 
@@ -75,6 +80,7 @@ storage:
     ['half the credentials', { blobs: { type: 's3', bucket: 'b', accessKeyId: 'a' }, meta: { type: 'fs', path: '/m' } }, 'storage.blobs.secretAccessKey: accessKeyId and secretAccessKey go together'],
     ['a part S3 would refuse', { blobs: { type: 's3', bucket: 'b', partSize: 1024 }, meta: { type: 'fs', path: '/m' } }, 'storage.blobs.partSize: must be at least 5242880 (S3\'s smallest part)'],
     ['an endpoint that is no URL', { blobs: { type: 's3', bucket: 'b', endpoint: 'minio:9000' }, meta: { type: 'fs', path: '/m' } }, 'storage.blobs.endpoint: must be an http:// or https:// URL, e.g. http://127.0.0.1:9000'],
+    ['a redirect S3 would refuse', { blobs: { type: 's3', bucket: 'b', redirect: { enabled: true, expiresIn: '8d' } }, meta: { type: 'fs', path: '/m' } }, 'storage.blobs.redirect.expiresIn: must be from 1s to 7d (what S3 accepts)'],
     ['metadata in s3', { blobs: { type: 'fs', path: '/b' }, meta: { type: 's3', bucket: 'b' } }, 'storage.meta.type: s3 holds blobs only; metadata goes to fs or keyv'],
     ['a keyv URL it cannot use', { type: 'keyv', url: 'mongodb://x' }, 'storage.url: must be "memory" or a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379'],
     ['a namespace with a colon', { type: 'keyv', url: 'memory', namespace: 'a:b' }, 'storage.namespace: may only hold letters, digits, ".", "_" and "-"'],
