@@ -16,6 +16,7 @@ import { baseMediaType, declaredMediaType, MANIFEST_ACCEPT, MediaTypes } from '.
 import { parseDigest, type Digest, type DigestAlgorithm } from '../../src/reference.js';
 import type { UpstreamTarget } from '../../src/state.js';
 import type { BlobStore, MetadataStore } from '../../src/storage.js';
+import type { UpstreamResponse } from '../../src/upstream/types.js';
 import { upstreamError } from '../../src/upstream/errors.js';
 import { digestCandidates, firstAnswer } from '../../src/upstream/fallback.js';
 
@@ -137,14 +138,7 @@ export class ManifestCache {
 
   /** The digest the upstream currently maps the tag to, from a HEAD; undefined if it does not say. */
   private async headDigest(target: UpstreamTarget, tag: string): Promise<string | undefined> {
-    const res = await target.upstream.request({
-      method: 'HEAD',
-      repository: target.repository,
-      credentials: target.credentials,
-      path: `/v2/${target.repository}/manifests/${tag}`,
-      headers: { accept: MANIFEST_ACCEPT },
-    });
-    if (res.status !== 200) throw await upstreamError(res, 'MANIFEST_UNKNOWN');
+    const res = await requestManifest(target, 'HEAD', tag);
     discard(res.body);
     return header(res.headers, 'docker-content-digest');
   }
@@ -162,14 +156,7 @@ export class ManifestCache {
   }
 
   private async fetchOnce(target: UpstreamTarget, reference: string, expected?: Digest): Promise<{ entry: ManifestEntry; body: Buffer }> {
-    const res = await target.upstream.request({
-      method: 'GET',
-      repository: target.repository,
-      credentials: target.credentials,
-      path: `/v2/${target.repository}/manifests/${reference}`,
-      headers: { accept: MANIFEST_ACCEPT },
-    });
-    if (res.status !== 200) throw await upstreamError(res, 'MANIFEST_UNKNOWN');
+    const res = await requestManifest(target, 'GET', reference);
     const body = await readCapped(res.body, this.max, 'upstream manifest');
 
     const announced = header(res.headers, 'docker-content-digest');
@@ -189,6 +176,19 @@ export class ManifestCache {
     await this.meta.set(manifestKey(digest), { mediaType, size: body.length } satisfies ManifestRecord);
     return { entry: { digest, mediaType, size: body.length }, body };
   }
+}
+
+/** A manifest request with every manifest type accepted; anything but 200 becomes the OCI error it means. */
+async function requestManifest(target: UpstreamTarget, method: 'GET' | 'HEAD', reference: string): Promise<UpstreamResponse> {
+  const res = await target.upstream.request({
+    method,
+    repository: target.repository,
+    credentials: target.credentials,
+    path: `/v2/${target.repository}/manifests/${reference}`,
+    headers: { accept: MANIFEST_ACCEPT },
+  });
+  if (res.status !== 200) throw await upstreamError(res, 'MANIFEST_UNKNOWN');
+  return res;
 }
 
 /** Failures that say "not now" rather than "no": worth serving a stale copy over. */
