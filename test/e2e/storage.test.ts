@@ -104,8 +104,9 @@ describe.skipIf(!tools || !redisInstalled)('skopeo through mirrors on S3 and on 
   });
 
   // Timing-bound by nature (S3 is stopped at the first part, under whatever else CI runs): one retry.
-  it('leaves nothing half-written when S3 goes away in the middle of a fill', { retry: 1 }, async () => {
-    const prefix = 'outage/';
+  it('leaves nothing half-written when S3 goes away in the middle of a fill', { retry: 1, timeout: 120_000 }, async () => {
+    // A prefix of its own per attempt, so that a retry fills again instead of finding the layer.
+    const prefix = `outage-${Date.now()}/`;
     const storage = {
       blobs: { type: 's3', bucket: s3!.bucket, prefix, endpoint: s3!.endpoint, forcePathStyle: true, ...S3RVER_CREDENTIALS },
       meta: { type: 'keyv', url: 'memory' },
@@ -132,7 +133,8 @@ describe.skipIf(!tools || !redisInstalled)('skopeo through mirrors on S3 and on 
     await s3!.start();
 
     // The put's own abort could not reach S3; the store aborts the upload once S3 is back.
-    await vi.waitFor(async () => expect(await uploadsLeft(prefix)).toEqual({ listed: 0, onDisk: 0 }), { timeout: 20_000, interval: 250 });
+    // The background abort backs off up to 15 s between tries while S3 is away.
+    await vi.waitFor(async () => expect(await uploadsLeft(prefix)).toEqual({ listed: 0, onDisk: 0 }), { timeout: 45_000, interval: 250 });
     const blobs = mirror.mirror.storage.blobs;
     // The layer may be absent, or present because the SDK's retry of a part outlived the outage
     // (S3 came back in time): then it must be whole. What did land is whole and verified.
