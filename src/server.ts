@@ -11,6 +11,7 @@ import Koa from 'koa';
 import type { Logger } from 'pino';
 import { requestLog, requestLogger } from '../middleware/logging/index.js';
 import { adminApi } from './admin/api.js';
+import { isOciError } from './errors.js';
 import { parseConfig, parseListen, type MirrorConfig, type MirrorConfigInput } from './config.js';
 import { readSecret } from './secrets.js';
 import { metricsEndpoint } from '../middleware/metrics/index.js';
@@ -50,7 +51,13 @@ export async function startServer(input: MirrorConfigInput | MirrorConfig = {}, 
   const adminToken = enabled ? readSecret({ value: token, file: tokenFile, env: tokenEnv }, 'admin.token') : undefined;
   const mirror = createMirror(config, {
     ...options,
-    onError: options.onError ?? ((err, ctx) => requestLog(ctx, logger).error({ err, method: ctx.method, path: ctx.path }, 'request failed')),
+    onError:
+      options.onError ??
+      ((err, ctx) => {
+        // An upstream that is down or rate-limiting is the weather, not a fault of the mirror.
+        const level = isOciError(err) && (err.code === 'UNAVAILABLE' || err.code === 'TOOMANYREQUESTS') ? 'warn' : 'error';
+        requestLog(ctx, logger)[level]({ err, method: ctx.method, path: ctx.path }, 'request failed');
+      }),
     onBackgroundError: options.onBackgroundError ?? ((err, task) => logger.error({ err, task }, 'background task failed')),
   });
   await mirror.ready;
