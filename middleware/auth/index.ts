@@ -10,6 +10,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { Middleware } from 'koa';
 import picomatch from 'picomatch';
 import { OciError, isOciError, type ErrorCode } from '../../src/errors.js';
+import { discard } from '../../src/http.js';
 import { MANIFEST_ACCEPT } from '../../src/media-types.js';
 import type { OciRoute, UpstreamTarget } from '../../src/state.js';
 import '../../src/state.js';
@@ -188,7 +189,7 @@ async function ask(target: UpstreamTarget, route: Exclude<OciRoute, { kind: 'bas
     // Fail closed: without the upstream's word, nothing private is served.
     throw new OciError('UNAVAILABLE', `cannot confirm access to ${route.name} with ${target.upstream.name}`, { cause: err });
   }
-  res.body.resume();
+  void discard(res.body);
   if (res.status === 200) return;
   if (res.status === 401) throw unauthorized(`${target.upstream.name} refused these credentials for ${route.name}`);
   if (res.status === 403) throw new OciError('DENIED', `${target.upstream.name} denies access to ${route.name}`);

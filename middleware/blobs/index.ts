@@ -162,7 +162,7 @@ async function headUpstream(ctx: ParameterizedContext, target: UpstreamTarget, d
       path: `/v2/${t.repository}/blobs/${digest.value}`,
     });
     if (res.status !== 200) throw await upstreamError(res, 'BLOB_UNKNOWN');
-    discard(res.body);
+    void discard(res.body);
     return declaredLength(res.headers);
   });
   ctx.status = 200;

@@ -139,7 +139,7 @@ export class ManifestCache {
   /** The digest the upstream currently maps the tag to, from a HEAD; undefined if it does not say. */
   private async headDigest(target: UpstreamTarget, tag: string): Promise<string | undefined> {
     const res = await requestManifest(target, 'HEAD', tag);
-    discard(res.body);
+    void discard(res.body);
     return header(res.headers, 'docker-content-digest');
   }
 
