@@ -15,7 +15,7 @@ import { createRouting, upstreamSelect, type Routing, type RoutingOptions } from
 import { ConfigError, parseConfig, type MirrorConfig, type MirrorConfigInput } from './config.js';
 import { readSecret } from './secrets.js';
 import { MirrorEvents, observeFills, observeUpstream, onResponseEnd } from './events/index.js';
-import { evictionFromConfig, type Eviction } from './eviction/index.js';
+import { evictionFromConfig, type Eviction, type EvictionTurns } from './eviction/index.js';
 import { prefetchPlatforms } from './admin/prefetch.js';
 import { createFills, type Fills } from './fill/index.js';
 import { FILLS_PATH, replicationFromConfig } from './replication/index.js';
@@ -52,6 +52,8 @@ export interface Mirror extends Middleware {
   readonly events: MirrorEvents;
   /** Present when `cache.maxBytes` or `cache.ttl` is set. */
   readonly eviction: Eviction | undefined;
+  /** With replication: whose turn it is to evict (`oci-mirror gc` waits for none, it takes one). */
+  readonly evictionTurns: EvictionTurns | undefined;
   /** Start-up recovery of storage (temporary data a killed process left behind). */
   readonly ready: Promise<void>;
   /** Lets fills in flight finish for up to `graceMs`, then aborts them. */
@@ -145,6 +147,7 @@ export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, optio
         fills,
         after: ready,
         onError: (err) => options.onBackgroundError?.(err, 'eviction'),
+        turns: replication?.evictionTurns,
       })
     : undefined;
   const routes: RoutingOptions = {
@@ -208,6 +211,7 @@ export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, optio
     routing,
     events,
     eviction,
+    evictionTurns: replication ? replication.evictionTurns : undefined,
     ready,
     drain: (graceMs = config.shutdownGrace) => fills.drain(graceMs),
     close(graceMs = config.shutdownGrace) {

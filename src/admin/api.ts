@@ -76,7 +76,7 @@ export function adminApi({ mirror, token }: AdminApiOptions): Middleware {
       );
     },
     'POST /gc': () =>
-      serialized(() => gc({ storage: mirror.storage, events: mirror.events, fills: mirror.fills, cache: mirror.config.cache, eviction: mirror.eviction })),
+      serialized(() => gc({ storage: mirror.storage, events: mirror.events, fills: mirror.fills, cache: mirror.config.cache, eviction: mirror.eviction, turns: mirror.evictionTurns })),
     'POST /warm': (_ctx, body) => {
       const images = stringList(body, 'images');
       if (images.length === 0) throw new AdminError(400, 'BAD_REQUEST', '"images" lists no image');

@@ -177,7 +177,7 @@ async function purgeAll(mirror: Mirror, positionals: string[], values: { json?: 
 
 async function collect(mirror: Mirror, positionals: string[], values: { json?: boolean }, io: AdminIo): Promise<number> {
   if (positionals.length) throw new UsageError('gc takes no arguments');
-  const r = await gc({ storage: mirror.storage, events: mirror.events, fills: mirror.fills, cache: mirror.config.cache });
+  const r = await gc({ storage: mirror.storage, events: mirror.events, fills: mirror.fills, cache: mirror.config.cache, turns: mirror.evictionTurns });
   if (values.json) {
     io.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
     return 0;
@@ -185,7 +185,9 @@ async function collect(mirror: Mirror, positionals: string[], values: { json?: b
   const { manifests, access, tags } = r.reconciled;
   io.stdout.write(`reconciled: removed ${manifests} manifest, ${access} access and ${tags} tag records whose content was gone\n`);
   io.stdout.write(
-    r.eviction
+    r.elsewhere
+      ? 'evicted nothing: a replica is evicting right now (run gc again later)\n'
+      : r.eviction
       ? `evicted ${count(r.evicted, 'object')}, ${formatBytes(r.bytes)}${r.more ? ' (the batch limit stopped the pass: run gc again for more)' : ''}\n`
       : 'eviction is off (set cache.maxBytes or cache.ttl): nothing evicted\n',
   );

@@ -11,6 +11,7 @@ import type { MirrorConfig } from '../config.js';
 import type { MirrorEvents } from '../events/index.js';
 import { ACCESS_PREFIX } from '../eviction/access.js';
 import { createEviction, type Eviction } from '../eviction/evictor.js';
+import type { EvictionTurns } from '../eviction/turns.js';
 import type { Fills } from '../fill/index.js';
 import type { Storage } from '../storage.js';
 import { listTags } from './records.js';
@@ -22,6 +23,8 @@ export interface GcDeps {
   cache: MirrorConfig['cache'];
   /** The mirror's own eviction when it runs one; otherwise a pass is made by a fresh one. */
   eviction?: Eviction;
+  /** Replicas: the fresh one takes the eviction turn like any replica would. */
+  turns?: EvictionTurns;
 }
 
 export interface GcResult {
@@ -33,6 +36,8 @@ export interface GcResult {
   bytes: number;
   /** The batch limit stopped the pass; run gc again for the rest. */
   more: boolean;
+  /** A replica was evicting at the time, so this pass removed nothing; run gc again later. */
+  elsewhere: boolean;
 }
 
 export async function gc(deps: GcDeps): Promise<GcResult> {
@@ -50,13 +55,14 @@ export async function gc(deps: GcDeps): Promise<GcResult> {
       ttl: cache.ttl,
       maxManifestBytes: cache.maxManifestBytes,
       batch: cache.evictionBatch,
+      turns: deps.turns,
       // This one makes a single pass, below; it must not schedule others.
       interval: 2 ** 31 - 1,
     });
   try {
     await eviction.ready;
     const pass = await eviction.run();
-    return { reconciled, eviction: enabled, evicted: pass.evicted, bytes: pass.bytes, more: pass.more };
+    return { reconciled, eviction: enabled, evicted: pass.evicted, bytes: pass.bytes, more: pass.more, elsewhere: pass.elsewhere === true };
   } finally {
     if (!own) await eviction.close();
   }

@@ -28,9 +28,9 @@ export class AccessLog {
     this.dirty.add(digest);
   }
 
-  /** A time read back from metadata at start-up; a touch since then wins. */
-  restore(digest: string, at: number): void {
-    if (!this.times.has(digest)) this.times.set(digest, at);
+  /** A time read back from metadata (written by this process earlier, or by another replica): the later time wins. */
+  merge(digest: string, at: number): void {
+    if (at > (this.times.get(digest) ?? -Infinity)) this.times.set(digest, at);
   }
 
   get(digest: string): number | undefined {

@@ -5,6 +5,12 @@
  *
  * At start-up one scan builds the index from the store and reconciles metadata with it:
  * manifest and access records whose bytes are gone (a crash between two deletes) are removed.
+ *
+ * Replicas over one store (`turns`) see each other's work only through that store: each pass
+ * runs on one replica at a time and begins with a fresh scan, which learns what the others
+ * stored, removed and last accessed. Their responses in progress are invisible, so content
+ * whose shared access time is recent counts as in use: every replica rewrites the access time
+ * of what it is serving at each flush, which keeps a long download recent for the others.
  */
 import { manifestKey } from '../../middleware/manifests/cache.js';
 import type { ContentKind, MirrorEvents } from '../events/index.js';
@@ -15,6 +21,7 @@ import { ACCESS_PREFIX, AccessLog, type AccessRecord } from './access.js';
 import { trackPins } from './pins.js';
 import { planEviction, type PlanNode, type Victim } from './plan.js';
 import { manifestReferences } from './references.js';
+import type { EvictionTurns } from './turns.js';
 
 const MANIFEST_PREFIX = manifestKey('');
 /** Tag records (see middleware/manifests/cache.ts): `tag/<upstream>/<repository>:<tag>` → `{ digest, … }`. */
@@ -41,6 +48,14 @@ export interface EvictionOptions {
   after?: Promise<unknown>;
   /** A pass or a flush failed; it is tried again later. */
   onError?: (err: unknown) => void;
+  /** Replicas sharing the store: a pass runs only in this replica's turn. */
+  turns?: EvictionTurns;
+  /**
+   * With `turns`: content accessed this recently, on any replica, is not removed, ms. The
+   * default, three flush intervals, outlasts the time another replica's hit takes to reach the
+   * shared store (one interval, plus a write that takes less than one).
+   */
+  recentMs?: number;
 }
 
 export interface EvictionPass {
@@ -48,6 +63,8 @@ export interface EvictionPass {
   bytes: number;
   /** The batch limit stopped the pass; another follows soon. */
   more: boolean;
+  /** Another replica held the turn: this one removed nothing. */
+  elsewhere?: boolean;
 }
 
 export interface ScanResult {
@@ -81,6 +98,8 @@ interface Node {
 export function createEviction(options: EvictionOptions): Eviction {
   const { storage, events, fills, maxBytes, ttl, interval, batch, maxManifestBytes = 4 * 1024 * 1024, now = Date.now, onError } = options;
   const flushInterval = options.flushInterval ?? Math.min(interval, 30_000);
+  const { turns } = options;
+  const recentMs = options.recentMs ?? 3 * flushInterval;
   const nodes = new Map<string, Node>();
   /** Manifests whose references are not read yet. */
   const unread = new Set<string>();
@@ -92,6 +111,8 @@ export function createEviction(options: EvictionOptions): Eviction {
   let timer: NodeJS.Timeout | undefined;
   let timerAt = Infinity;
   let running: Promise<EvictionPass> | undefined;
+  /** When the last scan began (now()); a follower rescans at most once an interval. */
+  let scannedAt = -Infinity;
 
   function add(digest: string, size: number, kind: ContentKind): void {
     const node = nodes.get(digest);
@@ -120,6 +141,13 @@ export function createEviction(options: EvictionOptions): Eviction {
 
   const isPinned = (digest: string) => pins.isServed(digest) || fills.get(digest) !== undefined;
   const lastAccess = (digest: string, node: Node) => access.get(digest) ?? node.addedAt;
+  /** Being served or filled here, or (replicas) used recently enough that another replica may be serving it. */
+  const inUse = (digest: string, at: number) => {
+    if (isPinned(digest)) return true;
+    if (!turns) return false;
+    const node = nodes.get(digest);
+    return node !== undefined && lastAccess(digest, node) > at - recentMs;
+  };
 
   const unsubscribe = [
     events.on('cache', (e) => {
@@ -144,7 +172,16 @@ export function createEviction(options: EvictionOptions): Eviction {
 
   async function scan(): Promise<ScanResult> {
     let reconciled = 0;
-    for await (const { digest, size } of storage.blobs.list()) add(digest, size, 'blob');
+    const since = now();
+    scannedAt = since;
+    const listed = new Set<string>();
+    for await (const { digest, size } of storage.blobs.list()) {
+      listed.add(digest);
+      add(digest, size, 'blob');
+    }
+    // Gone since the index learnt of it: evicted or purged by another replica. What arrived
+    // during the listing may have been missed by it, and stays.
+    for (const [digest, node] of nodes) if (!listed.has(digest) && node.addedAt < since && !isPinned(digest)) remove(digest);
     for await (const [key] of storage.meta.list(MANIFEST_PREFIX)) {
       const digest = key.slice(MANIFEST_PREFIX.length);
       if (nodes.has(digest)) add(digest, 0, 'manifest');
@@ -157,7 +194,7 @@ export function createEviction(options: EvictionOptions): Eviction {
     }
     for await (const [key, record] of storage.meta.list<AccessRecord>(ACCESS_PREFIX)) {
       const digest = key.slice(ACCESS_PREFIX.length);
-      if (nodes.has(digest)) access.restore(digest, record.at);
+      if (nodes.has(digest)) access.merge(digest, record.at);
       else if (!(await storage.blobs.stat(digest).catch(() => undefined)) && (await storage.meta.delete(key))) reconciled++;
     }
     return { objects: nodes.size, bytes, reconciled };
@@ -189,11 +226,27 @@ export function createEviction(options: EvictionOptions): Eviction {
     // A scan that failed (storage down at start-up) is tried again rather than given up on.
     await ready.catch(() => (ready = scan()));
     await ready;
+    if (!turns) return evictNow();
+    const turn = await turns.take();
+    if (!turn) {
+      // Not ours: only keep the index (and the storage metrics read from it) near the truth.
+      if (now() - scannedAt >= interval) await scan();
+      return { evicted: 0, bytes: 0, more: false, elsewhere: true };
+    }
+    try {
+      await scan();
+      return await evictNow();
+    } finally {
+      await turn.release();
+    }
+  }
+
+  async function evictNow(): Promise<EvictionPass> {
     await readReferences();
     const started = now();
     const view = new Map<string, PlanNode>();
     for (const [digest, node] of nodes) view.set(digest, { size: node.size, kind: node.kind, lastAccess: lastAccess(digest, node), refs: node.refs });
-    const plan = planEviction({ nodes: view, isPinned, now: started, ttl, maxBytes, limit: batch });
+    const plan = planEviction({ nodes: view, isPinned: (digest) => inUse(digest, started), now: started, ttl, maxBytes, limit: batch });
 
     const result: EvictionPass = { evicted: 0, bytes: 0, more: plan.more };
     const gone = new Set<string>();
@@ -268,10 +321,13 @@ export function createEviction(options: EvictionOptions): Eviction {
     return running;
   }
 
-  const flush = () =>
-    access.flush((digest) => nodes.has(digest)).catch((err: unknown) => {
+  const flush = () => {
+    // Still being served: as good as accessed now (what another replica's eviction reads).
+    for (const digest of pins.served()) access.touch(digest);
+    return access.flush((digest) => nodes.has(digest)).catch((err: unknown) => {
       onError?.(err);
     });
+  };
   const flusher = setInterval(() => void flush(), flushInterval);
   flusher.unref();
 

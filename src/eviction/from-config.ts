@@ -4,7 +4,7 @@ import { createEviction, type Eviction, type EvictionOptions } from './evictor.j
 
 export function evictionFromConfig(
   cache: MirrorConfig['cache'],
-  deps: Pick<EvictionOptions, 'storage' | 'events' | 'fills' | 'after' | 'onError'>,
+  deps: Pick<EvictionOptions, 'storage' | 'events' | 'fills' | 'after' | 'onError' | 'turns'>,
 ): Eviction | undefined {
   const { maxBytes, ttl, evictionInterval, evictionBatch, maxManifestBytes } = cache;
   if (maxBytes === undefined && ttl === undefined) return undefined;

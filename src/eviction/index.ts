@@ -5,3 +5,4 @@ export { planEviction, type Plan, type PlanInput, type PlanNode, type Victim } f
 export { manifestReferences } from './references.js';
 export { byteSize } from './size.js';
 export { trackPins, type Pins } from './pins.js';
+export { leasedTurns, type EvictionTurn, type EvictionTurns } from './turns.js';

@@ -7,6 +7,8 @@ import type { MirrorEvents } from '../events/index.js';
 
 export interface Pins {
   isServed(digest: string): boolean;
+  /** The digests being served now. */
+  served(): IterableIterator<string>;
   /** Stops following the events. */
   stop(): void;
 }
@@ -25,6 +27,7 @@ export function trackPins(events: MirrorEvents): Pins {
   ];
   return {
     isServed: (digest) => (pins.get(digest) ?? 0) > 0,
+    served: () => pins.keys(),
     stop() {
       for (const off of unsubscribe) off();
     },

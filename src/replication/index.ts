@@ -1,7 +1,8 @@
 /**
- * Replication from config: the lease (loaded only when configured, like the storage adapters),
+ * Replication from config: the leases (loaded only when configured, like the storage adapters),
  * the relay client, and the secret the internal endpoint checks.
  */
+import { leasedTurns, type EvictionTurns } from '../eviction/turns.js';
 import type { Coordination, FillLease } from '../fill/index.js';
 import { readSecret } from '../secrets.js';
 import { LEASE_RENEW_MS, LEASE_TTL_MS, type ReplicationConfig } from './config.js';
@@ -12,30 +13,41 @@ export { httpRelay, FILLS_PATH, REPLICA_SECRET_HEADER } from './relay.js';
 
 export interface Replication {
   coordination: Coordination;
+  /** Whose turn it is to evict: one replica at a time. */
+  evictionTurns: EvictionTurns;
   secret: string;
   close(): Promise<void>;
 }
 
 export function replicationFromConfig(config: ReplicationConfig): Replication {
   const secret = readSecret({ value: config.secret, file: config.secretFile, env: config.secretEnv }, 'replication.secret')!;
-  let loaded: Promise<FillLease> | undefined;
-  const lease = () =>
-    (loaded ??= import('./redis-lease.js').then((m) => m.redisFillLease({ url: config.redis, advertise: config.advertise, namespace: config.namespace, ttlMs: LEASE_TTL_MS, renewMs: LEASE_RENEW_MS })));
+  const loaded = new Map<string, Promise<FillLease>>();
+  /** A lease of one kind, connected on first use: a replica that never evicts never opens the second connection. */
+  const lease = (kind: string) => {
+    let found = loaded.get(kind);
+    if (!found) {
+      found = import('./redis-lease.js').then((m) =>
+        m.redisFillLease({ url: config.redis, advertise: config.advertise, namespace: config.namespace, kind, ttlMs: LEASE_TTL_MS, renewMs: LEASE_RENEW_MS }),
+      );
+      loaded.set(kind, found);
+    }
+    return found;
+  };
+  const close = async () => {
+    await Promise.allSettled([...loaded.values()].map(async (l) => (await l).close()));
+  };
   return {
     secret,
     coordination: {
       lease: {
         ttlMs: LEASE_TTL_MS,
-        claim: async (digest) => (await lease()).claim(digest),
-        current: async (digest) => (await lease()).current(digest),
-        close: async () => {
-          if (loaded) await (await loaded).close();
-        },
+        claim: async (digest) => (await lease('fill-lease')).claim(digest),
+        current: async (digest) => (await lease('fill-lease')).current(digest),
+        close,
       },
       relay: httpRelay(secret),
     },
-    close: async () => {
-      if (loaded) await (await loaded).close();
-    },
+    evictionTurns: leasedTurns({ claim: async (key) => (await lease('eviction-lease')).claim(key) }),
+    close,
   };
 }

@@ -15,6 +15,8 @@ export interface RedisLeaseOptions {
   advertise: string;
   /** Key prefix, so that several mirror deployments can share one Redis. */
   namespace?: string;
+  /** What is leased: one key space per kind (`fill-lease` for blob fills, `eviction-lease` for eviction turns). */
+  kind?: string;
   ttlMs?: number;
   renewMs?: number;
 }
@@ -23,7 +25,7 @@ const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
 const COMMAND_TIMEOUT_MS = 5_000;
 
-export function redisFillLease({ url, advertise, namespace = 'oci-mirror', ttlMs = 10_000, renewMs = 3_000 }: RedisLeaseOptions): FillLease {
+export function redisFillLease({ url, advertise, namespace = 'oci-mirror', kind = 'fill-lease', ttlMs = 10_000, renewMs = 3_000 }: RedisLeaseOptions): FillLease {
   const client = createClient({
     url,
     commandOptions: { timeout: COMMAND_TIMEOUT_MS },
@@ -37,7 +39,7 @@ export function redisFillLease({ url, advertise, namespace = 'oci-mirror', ttlMs
     await connecting;
     return client;
   };
-  const key = (digest: string) => `${namespace}:fill-lease:${digest}`;
+  const key = (digest: string) => `${namespace}:${kind}:${digest}`;
   const renewals = new Set<NodeJS.Timeout>();
 
   return {

@@ -173,7 +173,7 @@ describe.skipIf(!requireTools(['docker-registry', 'skopeo']))('admin: ls, purge,
       await fsStorage({ path: mirror!.dataDir, fsync: false }).blobs.delete(b.digest);
       const r = await admin(mirror!, 'POST', '/gc');
       expect(r.status).toBe(200);
-      expect(r.body).toEqual({ reconciled: { manifests: 1, access: expect.any(Number), tags: 1 }, eviction: false, evicted: 0, bytes: 0, more: false });
+      expect(r.body).toEqual({ reconciled: { manifests: 1, access: expect.any(Number), tags: 1 }, eviction: false, evicted: 0, bytes: 0, more: false, elsewhere: false });
       expect((await admin(mirror!, 'GET', '/images')).body.images).toEqual([]);
     });
   });
@@ -238,6 +238,7 @@ describe.skipIf(!requireTools(['docker-registry']))('oci-mirror ls, purge and gc
       evicted: 1 + tiny.blobs.length,
       bytes: tiny.size + tiny.blobs.reduce((n, x) => n + x.size, 0),
       more: false,
+      elsewhere: false,
     });
     expect((await cli(['ls', '--config', config])).stdout).toBe('nothing is cached\n');
   });
