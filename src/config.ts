@@ -187,6 +187,17 @@ export const configSchema = z
     shutdownGrace: duration.prefault('30s'),
     /** Replicas over shared storage: one upstream fetch per blob between them (see README, "Replicas"). Off when absent. */
     replication: replicationSchema.optional(),
+    /** The status page at /_mirror/: hit ratio and bytes over time, upstream health, fills in flight, largest and most pulled repositories. */
+    status: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** How often the charts' counters are sampled. */
+        sampleInterval: duration.prefault('10s').refine((ms) => ms >= 100, { message: 'must be at least 100ms' }),
+        /** Samples the charts keep (360 at 10s: an hour). */
+        points: z.number().int().min(2).max(100_000).default(360),
+      })
+      .strict()
+      .prefault({}),
     /** The HTTP admin API under /_mirror/admin/ (ls, purge, gc, warm): off unless enabled, and then behind a bearer token. */
     admin: z
       .object({

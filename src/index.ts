@@ -34,6 +34,8 @@ export { createLogger, redact, REDACT_PATHS, type LoggerSetup } from './logging/
 export { createReadiness, type Readiness, type ReadinessOptions, type ReadinessReport } from './health/index.js';
 export { createEviction, planEviction, type Eviction, type EvictionOptions, type EvictionPass } from './eviction/index.js';
 export { metricsEndpoint, type MetricsEndpointOptions } from '../middleware/metrics/index.js';
+export { statusPage, type StatusPageOptions } from '../middleware/status/index.js';
+export { createStatus, type Status, type StatusOptions, type StatusSnapshot, type StatusSource } from './status/index.js';
 export { requestLog, requestLogger, type RequestLoggerOptions } from '../middleware/logging/index.js';
 export {
   adminApi,

@@ -15,10 +15,12 @@ import { isOciError } from './errors.js';
 import { parseConfig, parseListen, type MirrorConfig, type MirrorConfigInput } from './config.js';
 import { readSecret } from './secrets.js';
 import { metricsEndpoint } from '../middleware/metrics/index.js';
+import { statusPage } from '../middleware/status/index.js';
 import { createReadiness } from './health/index.js';
 import { createLogger } from './logging/index.js';
 import { createMetrics, type Metrics } from './metrics/index.js';
 import { createMirror, type Mirror, type MirrorOptions } from './mirror.js';
+import { createStatus, type Status } from './status/index.js';
 
 export interface ServerOptions extends MirrorOptions {
   /** Defaults to `createLogger()`, which redacts credentials; a logger of your own should use its `redact`. */
@@ -34,6 +36,8 @@ export interface MirrorServer {
   readonly mirror: Mirror;
   /** Served at `/metrics`. */
   readonly metrics: Metrics;
+  /** Served at `/_mirror/`; absent with `status.enabled: false`. */
+  readonly status: Status | undefined;
   readonly app: Koa;
   /** Stops accepting, waits up to `graceMs` for fills in flight, then closes every connection. */
   close(graceMs?: number): Promise<void>;
@@ -81,6 +85,11 @@ export async function startServer(input: MirrorConfigInput | MirrorConfig = {}, 
   });
   const metrics = createMetrics(mirror, { processMetrics: true });
   app.use(metricsEndpoint(metrics));
+  const { enabled: statusEnabled, sampleInterval, points } = config.status;
+  const status = statusEnabled
+    ? createStatus(mirror, metrics, { sampleInterval, points, onError: (err) => logger.warn({ err }, 'status sample failed') })
+    : undefined;
+  if (status) app.use(statusPage({ status }));
   if (adminToken !== undefined) app.use(adminApi({ mirror, token: adminToken }));
   app.use(router.routes());
   app.use(mirror);
@@ -103,12 +112,14 @@ export async function startServer(input: MirrorConfigInput | MirrorConfig = {}, 
     server,
     mirror,
     metrics,
+    status,
     app,
     close(graceMs = config.shutdownGrace) {
       closing ??= (async () => {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
         await mirror.close(graceMs);
+        status?.close();
         metrics.stop();
         server.closeAllConnections();
         await closed;

@@ -30,6 +30,8 @@ export interface FillsOptions {
 export interface Fills {
   /** The fill in flight for this digest, if any. */
   get(digest: string): Fill | undefined;
+  /** Every fill in flight, for a status page; read them, never drive them. */
+  list(): Fill[];
   /** Joins the fill in flight for this digest, or starts one from `source`. */
   acquire(digest: Digest, source: FillSource): Fill;
   /** Fills in flight. */
@@ -46,6 +48,7 @@ export function createFills(options: FillsOptions): Fills {
 
   return {
     get: (digest) => inFlight.get(digest),
+    list: () => [...inFlight.values()],
     get size() {
       return inFlight.size;
     },

@@ -94,7 +94,8 @@ async function probeStorage(storage: Storage, timeout: number, onError: Readines
   }
 }
 
-function summarize(upstream: WithHealth): UpstreamHealthSummary {
+/** One upstream's health as /readyz reports it; the status page shows the same, so the two never disagree. */
+export function summarize(upstream: WithHealth): UpstreamHealthSummary {
   if (typeof upstream.health !== 'function') return { name: upstream.name, state: 'unknown' };
   const urls = upstream.health().map((u) => ({ ...u, url: withoutCredentials(u.url) }));
   const up = urls.filter((u) => u.state === 'up').length;
