@@ -172,16 +172,15 @@ export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, optio
       : undefined;
 
   const protect = mirrorAuthFrom(config);
+  // Looked up on every request: a map, not a scan of the config.
+  const policies = new Map(config.upstreams.map((u) => [u.name, { forwardCredentials: u.forwardCredentials, private: u.private }]));
   const chain = compose([
     ociErrors({ onError: options.onError }),
     ociRequest(),
     upstreamSelect(routes),
     ...(protect ? [protect] : []),
     upstreamAccess({
-      policy: (name) => {
-        const u = config.upstreams.find((c) => c.name === name);
-        return u && { forwardCredentials: u.forwardCredentials, private: u.private };
-      },
+      policy: (name) => policies.get(name),
       ttl: config.auth.accessTtl,
       challengeAtBase: config.upstreams.some((u) => u.forwardCredentials || u.private),
     }),
