@@ -6,6 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { expect } from 'vitest';
+import type { StatusSnapshot } from '../../src/status/index.js';
 import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';
 import { raw, waitFor, type RawResponse } from '../helpers/http.js';
 import { startTestMirror, type TestMirror } from '../helpers/mirror.js';
@@ -103,6 +104,24 @@ export async function pullScenario(): Promise<Scenario> {
     await dispose();
     throw err;
   }
+}
+
+/**
+ * status.json once it has caught up with the sequence: the largest repositories read from
+ * storage (they are computed in the background) and the pulls sampled into the series.
+ */
+export async function settledSnapshot(m: TestMirror, expected: Scenario['expected']): Promise<StatusSnapshot> {
+  let snapshot: StatusSnapshot | undefined;
+  const caughtUp = (s: StatusSnapshot) =>
+    s.largest.computedAt !== null &&
+    s.series.reduce((n, p) => n + p.hits, 0) === expected.hits &&
+    s.series.reduce((n, p) => n + p.misses, 0) === expected.misses;
+  await waitFor(
+    async () => caughtUp((snapshot = JSON.parse((await raw(`${m.url}/_mirror/status.json`)).body.toString()) as StatusSnapshot)),
+    10_000,
+    'status.json to catch up with the pulls',
+  );
+  return snapshot!;
 }
 
 export interface MetricSample {

@@ -146,7 +146,7 @@ function drawCharts(s) {
         { label: 'served from cache', stroke: '#2e8540', fill: 'rgba(46,133,64,0.12)', width: 2, value: (u, v) => (v == null ? '–' : `${bytes(v)}/s`) },
         { label: 'fetched from upstreams', stroke: '#c0392b', width: 2, value: (u, v) => (v == null ? '–' : `${bytes(v)}/s`) },
       ],
-      axes: [{}, { size: 70, values: (u, splits) => splits.map((v) => `${bytes(v)}/s`) }],
+      axes: [{}, { size: 90, values: (u, splits) => splits.map((v) => `${bytes(v)}/s`) }],
     },
     [xs, s.series.map((p) => p.cacheBytes / seconds), s.series.map((p) => p.upstreamBytes / seconds)],
   );
