@@ -64,7 +64,8 @@ async function main(): Promise<void> {
   const started = Date.now();
   if (!flags['no-build']) {
     log('building dist/');
-    await run(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.build.json')]);
+    // The package's own build: it also copies the status page's assets, which tsc alone would not.
+    await run('npm', ['run', '--silent', '--prefix', ROOT, 'build']);
   }
   if (flags['cpu-prof']) await rm(PROFILES, { recursive: true, force: true });
 
