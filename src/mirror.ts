@@ -4,7 +4,7 @@
  */
 import type { Middleware } from 'koa';
 import compose from 'koa-compose';
-import { loadHtpasswd, mirrorAuth, upstreamAccess } from '../middleware/auth/index.js';
+import { clientIdentity, loadHtpasswd, mirrorAuth, upstreamAccess, type ClientIdentity } from '../middleware/auth/index.js';
 import { blobCache, type BlobRedirectOptions } from '../middleware/blobs/index.js';
 import { ociErrors, type OciErrorsOptions } from '../middleware/errors/index.js';
 import { listProxy } from '../middleware/lists/index.js';
@@ -54,6 +54,11 @@ export interface Mirror extends Middleware {
   readonly eviction: Eviction | undefined;
   /** With replication: whose turn it is to evict (`oci-mirror gc` waits for none, it takes one). */
   readonly evictionTurns: EvictionTurns | undefined;
+  /**
+   * Who a client is, when the config protects the mirror (`auth.htpasswd`, `auth.tokens`): for
+   * routes of your own beside it that should ask for the same credentials (`requireClient`).
+   */
+  readonly identify: ClientIdentity | undefined;
   /** Start-up recovery of storage (temporary data a killed process left behind). */
   readonly ready: Promise<void>;
   /** Lets fills in flight finish for up to `graceMs`, then aborts them. */
@@ -84,8 +89,8 @@ function upstreamCredentials(u: MirrorConfig['upstreams'][number]): UpstreamCred
   return password === undefined ? undefined : { username: u.username, password };
 }
 
-/** The mirror's own client authentication, when the config asks for any. */
-function mirrorAuthFrom(config: MirrorConfig): Middleware | undefined {
+/** How the mirror recognizes its clients, when the config protects it. */
+function identityFrom(config: MirrorConfig): ClientIdentity | undefined {
   const { auth } = config;
   if (auth.htpasswd === undefined && auth.tokens.length === 0) return undefined;
   let users;
@@ -94,13 +99,22 @@ function mirrorAuthFrom(config: MirrorConfig): Middleware | undefined {
   } catch (err) {
     throw new ConfigError(`auth.htpasswd: ${(err as Error).message}`);
   }
-  const forwarding = new Set(config.upstreams.filter((u) => u.forwardCredentials).map((u) => u.name));
-  return mirrorAuth({
+  return clientIdentity({
     htpasswd: users,
     tokens: auth.tokens.map((t, i) => ({
       name: t.name,
       token: readSecret({ value: t.token, file: t.tokenFile, env: t.tokenEnv }, `auth.tokens[${i}].token`)!,
     })),
+  });
+}
+
+/** The mirror's own client authentication, when the config asks for any. */
+function mirrorAuthFrom(config: MirrorConfig, identify: ClientIdentity | undefined): Middleware | undefined {
+  if (!identify) return undefined;
+  const { auth } = config;
+  const forwarding = new Set(config.upstreams.filter((u) => u.forwardCredentials).map((u) => u.name));
+  return mirrorAuth({
+    identify,
     anonymous: auth.anonymous,
     rules: auth.rules,
     // Clients of a forwarding upstream authenticate to that upstream, which decides.
@@ -171,7 +185,8 @@ export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, optio
         )
       : undefined;
 
-  const protect = mirrorAuthFrom(config);
+  const identify = identityFrom(config);
+  const protect = mirrorAuthFrom(config, identify);
   // Looked up on every request: a map, not a scan of the config.
   const policies = new Map(config.upstreams.map((u) => [u.name, { forwardCredentials: u.forwardCredentials, private: u.private }]));
   const chain = compose([
@@ -211,6 +226,7 @@ export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, optio
     events,
     eviction,
     evictionTurns: replication ? replication.evictionTurns : undefined,
+    identify,
     ready,
     drain: (graceMs = config.shutdownGrace) => fills.drain(graceMs),
     close(graceMs = config.shutdownGrace) {

@@ -15,6 +15,7 @@ import { isOciError } from './errors.js';
 import { parseConfig, parseListen, type MirrorConfig, type MirrorConfigInput } from './config.js';
 import { readSecret } from './secrets.js';
 import { metricsEndpoint } from '../middleware/metrics/index.js';
+import { requireClient } from '../middleware/auth/index.js';
 import { statusPage } from '../middleware/status/index.js';
 import { createReadiness } from './health/index.js';
 import { createLogger } from './logging/index.js';
@@ -42,6 +43,9 @@ export interface MirrorServer {
   /** Stops accepting, waits up to `graceMs` for fills in flight, then closes every connection. */
   close(graceMs?: number): Promise<void>;
 }
+
+/** Paths that probes, scrapers and an open status page ask for again and again. */
+const ROUTINE = new Set(['/healthz', '/readyz', '/metrics', '/_mirror/status.json']);
 
 /** Errors that only say a client went away; not worth a log line. */
 const CLIENT_GONE = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE', 'ERR_STREAM_DESTROYED']);
@@ -71,7 +75,7 @@ export async function startServer(input: MirrorConfigInput | MirrorConfig = {}, 
     if (err.code && CLIENT_GONE.has(err.code)) return;
     (ctx ? requestLog(ctx, logger) : logger).error({ err }, 'response failed');
   });
-  app.use(requestLogger({ logger }));
+  app.use(requestLogger({ logger, routine: (ctx) => ROUTINE.has(ctx.path) || ctx.path.startsWith('/_mirror/assets/') }));
   const router = new Router();
   router.get('/healthz', (ctx) => {
     ctx.body = { status: 'ok' };
@@ -89,7 +93,7 @@ export async function startServer(input: MirrorConfigInput | MirrorConfig = {}, 
   const status = statusEnabled
     ? createStatus(mirror, metrics, { sampleInterval, points, onError: (err) => logger.warn({ err }, 'status sample failed') })
     : undefined;
-  if (status) app.use(statusPage({ status }));
+  if (status) app.use(statusPage({ status, authorize: mirror.identify && requireClient({ identify: mirror.identify }) }));
   if (adminToken !== undefined) app.use(adminApi({ mirror, token: adminToken }));
   app.use(router.routes());
   app.use(mirror);

@@ -29,9 +29,20 @@ export interface AccessRule {
   repositories: readonly string[];
 }
 
-export interface MirrorAuthOptions {
+export interface ClientIdentityOptions {
   htpasswd?: Htpasswd;
   tokens?: ReadonlyArray<{ name: string; token: string }>;
+}
+
+/**
+ * Who the `Authorization` header says the client is: an htpasswd user's or a token's name,
+ * undefined when it presents nothing. Credentials that do not check out throw UNAUTHORIZED.
+ */
+export type ClientIdentity = (authorization: string | undefined) => Promise<string | undefined>;
+
+export interface MirrorAuthOptions {
+  /** How clients are recognized (see `clientIdentity`). */
+  identify: ClientIdentity;
   /** Repositories anonymous clients may pull (same globs as rules). None by default. */
   anonymous?: readonly string[];
   /** Who may pull what. Without rules every authenticated client may pull everything. */
@@ -42,9 +53,7 @@ export interface MirrorAuthOptions {
 
 const unauthorized = (message: string) => new OciError('UNAUTHORIZED', message, { headers: { 'WWW-Authenticate': BASIC_CHALLENGE } });
 
-export const mirrorAuth = ({ htpasswd, tokens = [], anonymous = [], rules, exempt }: MirrorAuthOptions): Middleware => {
-  const anonymousMay = anonymous.length ? picomatch([...anonymous]) : () => false;
-  const compiled = rules?.map((r) => ({ users: new Set(r.users), match: picomatch([...r.repositories]) }));
+export function clientIdentity({ htpasswd, tokens = [] }: ClientIdentityOptions): ClientIdentity {
   const tokenBytes = tokens.map((t) => ({ name: t.name, bytes: Buffer.from(t.token) }));
 
   function tokenName(token: string): string | undefined {
@@ -54,6 +63,35 @@ export const mirrorAuth = ({ htpasswd, tokens = [], anonymous = [], rules, exemp
     for (const t of tokenBytes) if (t.bytes.length === given.length && timingSafeEqual(t.bytes, given)) found ??= t.name;
     return found;
   }
+
+  return async function identify(authorization) {
+    const p = presented(authorization);
+    let name: string | undefined;
+    if (p?.scheme === 'basic' && htpasswd && (await htpasswd.verify(p.credentials.username, p.credentials.password))) {
+      name = p.credentials.username;
+    } else if (p?.scheme === 'bearer') {
+      name = tokenName(p.token);
+    }
+    if (p && name === undefined) throw unauthorized('invalid credentials');
+    return name;
+  };
+}
+
+/**
+ * For routes of an application's own beside a protected mirror (the status page): only
+ * clients the mirror recognizes get through, whatever they may pull.
+ */
+export const requireClient = ({ identify }: { identify: ClientIdentity }): Middleware =>
+  async function requireClient(ctx, next) {
+    const name = await identify(ctx.get('Authorization'));
+    if (name === undefined) throw unauthorized('authentication required');
+    ctx.state.client = { name };
+    return next();
+  };
+
+export const mirrorAuth = ({ identify, anonymous = [], rules, exempt }: MirrorAuthOptions): Middleware => {
+  const anonymousMay = anonymous.length ? picomatch([...anonymous]) : () => false;
+  const compiled = rules?.map((r) => ({ users: new Set(r.users), match: picomatch([...r.repositories]) }));
 
   const may = (name: string | undefined, repository: string): boolean => {
     if (name === undefined) return anonymousMay(repository);
@@ -66,14 +104,7 @@ export const mirrorAuth = ({ htpasswd, tokens = [], anonymous = [], rules, exemp
     if (!route) return next();
     const target = ctx.state.target;
     if (target && exempt?.(target)) return next();
-    const p = presented(ctx.get('Authorization'));
-    let name: string | undefined;
-    if (p?.scheme === 'basic' && htpasswd && (await htpasswd.verify(p.credentials.username, p.credentials.password))) {
-      name = p.credentials.username;
-    } else if (p?.scheme === 'bearer') {
-      name = tokenName(p.token);
-    }
-    if (p && name === undefined) throw unauthorized('invalid credentials');
+    const name = await identify(ctx.get('Authorization'));
     ctx.state.client = { name };
     if (route.kind === 'base') {
       // `docker login` checks credentials here; anonymous clients learn that they may log in.

@@ -2,7 +2,7 @@
  * One child logger per request, with its id bound once (and its upstream and repository once
  * they are known), and one access line when the response has ended.
  */
-import type { Middleware, ParameterizedContext } from 'koa';
+import type { Context, Middleware, ParameterizedContext } from 'koa';
 import type { Logger } from 'pino';
 import { onResponseEnd } from '../../src/events/response-end.js';
 import { requestIdFrom } from '../../src/logging/request-id.js';
@@ -21,9 +21,15 @@ export interface RequestLoggerOptions {
   logger: Logger;
   /** Taken from the request when sane, else generated; always sent back. */
   header?: string;
+  /**
+   * Routine requests (probes, scrapes, the status page polling) whose access lines go at
+   * `debug` while they succeed, so that a kubelet or an open status page does not fill the log
+   * at `info`. A failing one is logged at `info` like any other.
+   */
+  routine?: (ctx: Context) => boolean;
 }
 
-export const requestLogger = ({ logger, header = 'X-Request-Id' }: RequestLoggerOptions): Middleware =>
+export const requestLogger = ({ logger, header = 'X-Request-Id', routine }: RequestLoggerOptions): Middleware =>
   async function requestLogger(ctx, next) {
     const reqId = requestIdFrom(ctx.get(header) || undefined);
     ctx.state.reqId = reqId;
@@ -40,7 +46,9 @@ export const requestLogger = ({ logger, header = 'X-Request-Id' }: RequestLogger
         cache: ctx.response.get('X-Mirror-Cache') || undefined,
         aborted: end.complete ? undefined : true,
       };
-      requestLog(ctx, logger).info(line, 'request');
+      const log = requestLog(ctx, logger);
+      if (end.status < 400 && routine?.(ctx)) log.debug(line, 'request');
+      else log.info(line, 'request');
     });
     await next();
   };

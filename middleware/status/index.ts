@@ -9,7 +9,9 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import type { Middleware } from 'koa';
+import type { Context, Middleware, Next } from 'koa';
+import compose from 'koa-compose';
+import { ociErrors } from '../errors/index.js';
 import type { Status } from '../../src/status/index.js';
 
 export interface StatusPageOptions {
@@ -18,6 +20,12 @@ export interface StatusPageOptions {
   prefix?: string;
   /** How often the open page asks for a new snapshot, ms. Default 5 s. */
   refresh?: number;
+  /**
+   * Runs before anything of the page is served; answers or throws to refuse (errors are sent in
+   * the OCI error shape, with their headers, such as a Basic challenge). The standalone server
+   * passes `requireClient` when the mirror is protected.
+   */
+  authorize?: Middleware;
 }
 
 interface Asset {
@@ -63,13 +71,20 @@ function loadAssets(refresh: number): { page: Buffer; assets: Map<string, Asset>
   return { page, assets };
 }
 
-export const statusPage = ({ status, prefix = '/_mirror', refresh = 5000 }: StatusPageOptions): Middleware => {
+export const statusPage = ({ status, prefix = '/_mirror', refresh = 5000, authorize }: StatusPageOptions): Middleware => {
   const base = prefix.replace(/\/+$/, '');
   const assetPrefix = `${base}/assets/`;
   const { page, assets } = loadAssets(refresh);
+  const guarded = authorize && compose([ociErrors(), authorize]);
+  const ours = (path: string) => path === base || path === `${base}/` || path === `${base}/status.json` || path.startsWith(assetPrefix);
 
   return async function statusPage(ctx, next) {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return next();
+    if (guarded && ours(ctx.path)) return guarded(ctx, () => serve(ctx, next));
+    return serve(ctx, next);
+  };
+
+  async function serve(ctx: Context, next: Next): Promise<void> {
     const path = ctx.path;
     if (path === base) {
       // Relative asset URLs in the page only resolve under the trailing slash.
@@ -104,5 +119,5 @@ export const statusPage = ({ status, prefix = '/_mirror', refresh = 5000 }: Stat
       return;
     }
     return next();
-  };
+  }
 };

@@ -120,6 +120,14 @@ describe('logs', () => {
     expect(jsonLine.match(/"repo"/g)).toHaveLength(1);
   });
 
+  it('logs probes, scrapes and status polls at debug while they succeed, pulls at info', async () => {
+    for (const path of ['/healthz', '/readyz', '/metrics', '/_mirror/status.json', '/v2/']) expect((await raw(`${server.url}${path}`)).status).toBe(200);
+    await raw(`${server.url}/v2/team/app/manifests/missing`);
+    await waitFor(() => log.lines().filter((l) => l.msg === 'request').length === 6);
+    const levels = Object.fromEntries(log.lines().filter((l) => l.msg === 'request').map((l) => [l.path as string, l.level]));
+    expect(levels).toEqual({ '/healthz': 20, '/readyz': 20, '/metrics': 20, '/_mirror/status.json': 20, '/v2/': 30, '/v2/team/app/manifests/missing': 30 });
+  });
+
   it('replaces a request id that is not sane', async () => {
     for (const bad of ['has spaces', 'x'.repeat(200), '"quoted"', '{json}']) {
       const res = await raw(`${server.url}/healthz`, { headers: { 'X-Request-Id': bad } });

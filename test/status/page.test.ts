@@ -83,6 +83,22 @@ describe('status page routes', () => {
     expect((await raw(`${m.url}/_mirror/elsewhere`)).status).toBe(404);
   });
 
+  it('on a protected mirror asks for the mirror\'s own credentials, and takes nothing else', async () => {
+    const token = 'a-status-test-client-token-0123';
+    const m = await mirror({ auth: { tokens: [{ name: 'ci', token }], anonymous: ['registry.test/**'] } });
+    for (const path of ['/_mirror/', '/_mirror/status.json', '/_mirror/assets/status.js']) {
+      const anonymous = await raw(`${m.url}${path}`);
+      expect(anonymous.status, path).toBe(401);
+      expect(anonymous.headers['www-authenticate']).toMatch(/^Basic realm=/);
+      expect(JSON.parse(anonymous.body.toString())).toMatchObject({ errors: [{ code: 'UNAUTHORIZED' }] });
+      expect((await raw(`${m.url}${path}`, { headers: { Authorization: 'Bearer not-the-token' } })).status, path).toBe(401);
+      expect((await raw(`${m.url}${path}`, { headers: { Authorization: `Bearer ${token}` } })).status, path).toBe(200);
+    }
+    // Anonymous pulls stay as the config says; /metrics stays for the scraper.
+    expect((await raw(`${m.url}/v2/`)).status).toBe(200);
+    expect((await raw(`${m.url}/metrics`)).status).toBe(200);
+  });
+
   it('is off with status.enabled: false', async () => {
     const m = await mirror({ status: { enabled: false } });
     expect(m.status).toBeUndefined();
