@@ -44,6 +44,14 @@ export interface MirrorServer {
   close(graceMs?: number): Promise<void>;
 }
 
+/**
+ * Bytes a response socket buffers before its writer waits for it to drain. The default (16 KiB)
+ * makes every chunk a fill hands out (about 64 KiB, as they came from the upstream) wait for a
+ * drain; 1 MiB lets several go at once. Measured in the bench: ten clients joining one cold
+ * fill went from 1272–1773 to 1860–2623 MB/s; warm pulls did not change measurably.
+ */
+const RESPONSE_BUFFER = 1024 * 1024;
+
 /** Paths that probes, scrapers and an open status page ask for again and again. */
 const ROUTINE = new Set(['/healthz', '/readyz', '/metrics', '/_mirror/status.json']);
 
@@ -98,7 +106,7 @@ export async function startServer(input: MirrorConfigInput | MirrorConfig = {}, 
   app.use(router.routes());
   app.use(mirror);
 
-  const server = createServer(app.callback());
+  const server = createServer({ highWaterMark: RESPONSE_BUFFER }, app.callback());
   // Large layers over slow links: never cut a response for taking long.
   server.requestTimeout = 0;
   const { host, port } = parseListen(config.listen)!;
