@@ -49,8 +49,13 @@ export interface FillEndEvent {
   digest: string;
   /** `existing`: the store had the blob already, nothing was fetched. */
   outcome: 'committed' | 'existing' | 'failed';
-  /** Bytes received from the upstream (kept or not). */
+  /** Bytes received (kept or not), from the upstream or, with `source: 'replica'`, from another replica. */
   bytes: number;
+  /**
+   * Where the bytes came from: an upstream, or another replica's fill in flight (replication).
+   * A relay that lost its replica and resumed from the upstream still counts as `replica`.
+   */
+  source: 'upstream' | 'replica';
   durationMs: number;
   /** An error code or short reason when it failed. */
   error?: string;

@@ -13,8 +13,9 @@ export function observeFills(events: MirrorEvents): (fill: Fill) => void {
       const durationMs = performance.now() - started;
       // A fill that found the blob already stored fetched nothing.
       const bytes = fill.alreadyStored ? 0 : fill.written;
-      if (error) events.emit('fill:end', { digest, outcome: 'failed', bytes, durationMs, error: errorCode(error) });
-      else events.emit('fill:end', { digest, outcome: fill.alreadyStored ? 'existing' : 'committed', bytes, durationMs });
+      const source = fill.relayed ? 'replica' : 'upstream';
+      if (error) events.emit('fill:end', { digest, outcome: 'failed', bytes, source, durationMs, error: errorCode(error) });
+      else events.emit('fill:end', { digest, outcome: fill.alreadyStored ? 'existing' : 'committed', bytes, source, durationMs });
     };
     fill.done.then(
       () => end(),

@@ -64,6 +64,8 @@ export class Fill {
   size: number | undefined;
   /** Set when the store already had the blob: readers go to the store instead of the spool. */
   alreadyStored = false;
+  /** The bytes come from another replica's fill, not from an upstream (see `FillSourceResponse.relayed`). */
+  relayed = false;
 
   private handle: FileHandle | undefined;
   private readers = 0;
@@ -238,6 +240,7 @@ export class Fill {
       const res = await source(signal);
       body = res.body;
       this.size = res.size;
+      this.relayed = res.relayed === true;
       this.state = 'running';
       readyResolve({ size: res.size });
 

@@ -107,8 +107,13 @@ export function createMetrics(mirror: MetricsSource, options: MetricsOptions = {
   });
   const fills = new Counter({
     name: 'oci_mirror_fills_total',
-    help: 'Blob fills that ended, by outcome (committed, existing: already stored, failed).',
-    labelNames: ['outcome'] as const,
+    help: 'Blob fills that ended, by outcome (committed, existing: already stored, failed) and source (upstream, or replica: streamed from another replica\'s fill).',
+    labelNames: ['outcome', 'source'] as const,
+    registers,
+  });
+  const relayed = new Counter({
+    name: 'oci_mirror_relayed_bytes_total',
+    help: 'Blob bytes streamed from another replica\'s fill in flight instead of from an upstream.',
     registers,
   });
   const fillDuration = new Histogram({
@@ -173,9 +178,11 @@ export function createMetrics(mirror: MetricsSource, options: MetricsOptions = {
       else if (e.status !== undefined && e.status >= 500) upstreamErrors.inc({ upstream: e.upstream, reason: `http ${e.status}` });
     }),
     events.on('fill:end', (e) => {
-      fills.inc({ outcome: e.outcome });
+      fills.inc({ outcome: e.outcome, source: e.source });
       fillDuration.observe({ outcome: e.outcome }, e.durationMs / 1000);
-      if (e.bytes > 0) fetched.inc({ kind: 'blob' }, e.bytes);
+      // Bytes another replica fetched are its upstream traffic, not this one's.
+      if (e.bytes > 0 && e.source === 'replica') relayed.inc(e.bytes);
+      else if (e.bytes > 0) fetched.inc({ kind: 'blob' }, e.bytes);
     }),
     events.on('eviction', (e) => {
       evictions.inc({ kind: e.kind, reason: e.reason });

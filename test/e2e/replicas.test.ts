@@ -31,6 +31,12 @@ const CLI = join(process.cwd(), 'src', 'cli.ts');
 
 const redisInstalled = requireTool('redis-server', REDIS_INSTALL_HINT);
 
+/** A sample's value in exposition text (0 when absent, as for a counter never incremented). */
+function metric(text: string, series: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line ? Number(line.slice(series.length + 1)) : 0;
+}
+
 describe.skipIf(!redisInstalled)('mirror replicas on one S3 bucket and one Redis', () => {
   let s3: RunningS3 | undefined;
   let redis: RunningRedis | undefined;
@@ -140,6 +146,10 @@ describe.skipIf(!redisInstalled)('mirror replicas on one S3 bucket and one Redis
     const digest = upstream!.addBlob(data);
     // About 1.3 s upstream: every client arrives while the one fill is running.
     upstream!.faults.set(digest, { delayMs: 20, chunkSize: 64 * 1024 });
+    const before = {
+      fetched: metric(await a.metrics.text(), 'oci_mirror_upstream_fetched_bytes_total{kind="blob"}') + metric(await b.metrics.text(), 'oci_mirror_upstream_fetched_bytes_total{kind="blob"}'),
+      relayed: metric(await a.metrics.text(), 'oci_mirror_relayed_bytes_total') + metric(await b.metrics.text(), 'oci_mirror_relayed_bytes_total'),
+    };
     const started = Date.now();
     const results = await Promise.all(Array.from({ length: 20 }, (_, i) => raw(blobUrl(i % 2 ? b : a, digest))));
     const elapsed = Date.now() - started;
@@ -151,6 +161,13 @@ describe.skipIf(!redisInstalled)('mirror replicas on one S3 bucket and one Redis
     // The replica that relayed found the holder's commit and uploaded nothing.
     await sleep(300);
     expect(uploadsOf(digest)).toBe(1);
+    // Each replica's metrics say where its bytes came from: the upstream's 4 MiB counted once,
+    // the other replica's relay as relayed, not as a second fetch.
+    const fetchedBy = async (s: MirrorServer) => metric(await s.metrics.text(), 'oci_mirror_upstream_fetched_bytes_total{kind="blob"}');
+    const relayedBy = async (s: MirrorServer) => metric(await s.metrics.text(), 'oci_mirror_relayed_bytes_total');
+    const [fetchedA, fetchedB, relayedA, relayedB] = await Promise.all([fetchedBy(a), fetchedBy(b), relayedBy(a), relayedBy(b)]);
+    expect(fetchedA + fetchedB - before.fetched).toBe(data.length);
+    expect(relayedA + relayedB - before.relayed).toBe(data.length);
     console.info(`20 clients over 2 replicas, 4 MiB cold blob: ${elapsed} ms`);
   });
 

@@ -229,7 +229,7 @@ describe('fills in flight', () => {
     expect(JSON.stringify(tracker.snapshot(10))).not.toContain('payroll');
     expect(tracker.snapshot(1)).toHaveLength(1);
 
-    events.emit('fill:end', { digest: 'sha256:b1', outcome: 'committed', bytes: 1000, durationMs: 5 });
+    events.emit('fill:end', { digest: 'sha256:b1', outcome: 'committed', bytes: 1000, source: 'upstream', durationMs: 5 });
     list.shift();
     // A fill nobody asked for (a warm-up) has no repository.
     events.emit('fill:start', { digest: 'sha256:b3' });
