@@ -4,21 +4,14 @@ import { describe, expect, it } from 'vitest';
 import { createMetrics } from '../../src/metrics/index.js';
 import { startFakeUpstream } from '../helpers/fake-upstream.js';
 import { raw, waitFor } from '../helpers/http.js';
+import { parseMetrics, total } from '../helpers/metrics.js';
 import type { TestMirror } from '../helpers/mirror.js';
 import { opsFixture } from './fixture.js';
 
 const ops = opsFixture();
 
-/** One sample's value from exposition text; 0 when the series does not exist (a counter never incremented). */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number {
-  for (const line of text.split('\n')) {
-    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const have = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((l) => [l[1], l[2]]));
-    if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(m[3]);
-  }
-  return 0;
-}
+/** A series' value from exposition text: the sum of the samples whose labels include `labels`. */
+const sample = (text: string, name: string, labels: Record<string, string> = {}): number => total(parseMetrics(text), name, labels);
 
 async function scrape(m: TestMirror): Promise<string> {
   const res = await raw(`${m.url}/metrics`);

@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { chromium, type BrowserContext } from 'playwright-core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { which, requireTool } from '../helpers/tools.js';
-import { figuresFromMetrics, HIDDEN, metricsText, parseMetrics, pullScenario, PUBLIC, SECRET, settledSnapshot, type Scenario } from './scenario.js';
+import { parseMetrics } from '../helpers/metrics.js';
+import { figuresFromMetrics, HIDDEN, metricsText, pullScenario, PUBLIC, SECRET, settledSnapshot, type Scenario } from './scenario.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const SCREENSHOT = join(ROOT, 'test-artifacts', 'status-page.png');

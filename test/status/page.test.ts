@@ -5,7 +5,8 @@ import type { StatusSnapshot } from '../../src/status/index.js';
 import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';
 import { raw } from '../helpers/http.js';
 import { startTestMirror, type TestMirror } from '../helpers/mirror.js';
-import { figuresFromMetrics, HIDDEN, metricsText, parseMetrics, pullScenario, SECRET, settledSnapshot, type Scenario } from './scenario.js';
+import { parseMetrics } from '../helpers/metrics.js';
+import { figuresFromMetrics, HIDDEN, metricsText, pullScenario, SECRET, settledSnapshot, type Scenario } from './scenario.js';
 
 const cleanup: Array<() => Promise<void>> = [];
 afterEach(async () => {

@@ -9,6 +9,7 @@ import { expect } from 'vitest';
 import type { StatusSnapshot } from '../../src/status/index.js';
 import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';
 import { raw, waitFor, type RawResponse } from '../helpers/http.js';
+import { parseMetrics, total, type MetricSample } from '../helpers/metrics.js';
 import { startTestMirror, type TestMirror } from '../helpers/mirror.js';
 
 export const PUBLIC = 'registry.test';
@@ -124,36 +125,12 @@ export async function settledSnapshot(m: TestMirror, expected: Scenario['expecte
   return snapshot!;
 }
 
-export interface MetricSample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-
 export async function metricsText(m: TestMirror): Promise<string> {
   const res = await raw(`${m.url}/metrics`);
   expect(res.status).toBe(200);
   return res.body.toString();
 }
 
-/** Prometheus exposition text into samples (comments skipped). */
-export function parseMetrics(text: string): MetricSample[] {
-  const out: MetricSample[] = [];
-  for (const line of text.split('\n')) {
-    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m) continue;
-    const labels = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((l) => [l[1]!, l[2]!]));
-    out.push({ name: m[1]!, labels, value: Number(m[3]) });
-  }
-  return out;
-}
-
-/** The sum of a metric's samples whose labels include `where` (0 when there are none). */
-export function total(samples: MetricSample[], name: string, where: Record<string, string | string[]> = {}): number {
-  const matches = (labels: Record<string, string>) =>
-    Object.entries(where).every(([k, v]) => (Array.isArray(v) ? v.includes(labels[k] ?? '') : labels[k] === v));
-  return samples.filter((s) => s.name === name && matches(s.labels)).reduce((sum, s) => sum + s.value, 0);
-}
 
 /** The figures the page shows, as /metrics has them. */
 export function figuresFromMetrics(samples: MetricSample[]) {
