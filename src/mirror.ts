@@ -225,7 +225,7 @@ export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, optio
     routing,
     events,
     eviction,
-    evictionTurns: replication ? replication.evictionTurns : undefined,
+    evictionTurns: replication?.evictionTurns,
     identify,
     ready,
     drain: (graceMs = config.shutdownGrace) => fills.drain(graceMs),
