@@ -8,7 +8,8 @@ import { clientIdentity, loadHtpasswd, mirrorAuth, upstreamAccess, type ClientId
 import { blobCache, type BlobRedirectOptions } from '../middleware/blobs/index.js';
 import { ociErrors, type OciErrorsOptions } from '../middleware/errors/index.js';
 import { listProxy } from '../middleware/lists/index.js';
-import { ManifestCache, manifestCache } from '../middleware/manifests/index.js';
+import { manifestCache } from '../middleware/manifests/index.js';
+import { ManifestCache } from './manifests/cache.js';
 import { fillRelay } from '../middleware/replication/index.js';
 import { ociRequest } from '../middleware/request/index.js';
 import { createRouting, upstreamSelect, type Routing, type RoutingOptions } from '../middleware/upstream/index.js';

@@ -9,9 +9,9 @@ import { reportCache } from '../../src/events/report.js';
 import { matchesEtag } from '../../src/http.js';
 import '../../src/state.js';
 import { requireTarget } from '../upstream/index.js';
-import { ManifestCache, type ManifestCacheOptions, type ManifestResult } from './cache.js';
+import { ManifestCache, type ManifestCacheOptions, type ManifestResult } from '../../src/manifests/cache.js';
 
-export { ManifestCache, manifestKey, tagKey, type ManifestCacheOptions, type ManifestEntry, type ManifestResult } from './cache.js';
+export { ManifestCache, manifestKey, tagKey, type ManifestCacheOptions, type ManifestEntry, type ManifestResult } from '../../src/manifests/cache.js';
 
 export type ManifestCacheMiddlewareOptions = (ManifestCacheOptions | { cache: ManifestCache }) & {
   /** Told the cache outcome of every manifest answered. */

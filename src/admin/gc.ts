@@ -6,7 +6,7 @@
  * `cache.maxBytes` and `cache.ttl`, by its usual rules (nothing referenced by a kept manifest,
  * nothing in use); without either limit it removes nothing.
  */
-import { manifestKey } from '../../middleware/manifests/cache.js';
+import { manifestKey } from '../manifests/cache.js';
 import type { MirrorConfig } from '../config.js';
 import type { MirrorEvents } from '../events/index.js';
 import { ACCESS_PREFIX } from '../eviction/access.js';

@@ -2,7 +2,7 @@
  * What a manifest is made of, for warm-up, listing and purge: an index's child manifests
  * (with their platforms), an image's config and layers, with the sizes its descriptors declare.
  */
-import { manifestKey } from '../../middleware/manifests/cache.js';
+import { manifestKey } from '../manifests/cache.js';
 import { readCapped } from '../http.js';
 import { isValidDigest } from '../eviction/references.js';
 import type { Storage } from '../storage.js';

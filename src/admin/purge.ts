@@ -8,7 +8,7 @@
  * Manifests pulled only by digest have no repository on record; they are left alone unless
  * a purged index references them.
  */
-import { manifestKey } from '../../middleware/manifests/cache.js';
+import { manifestKey } from '../manifests/cache.js';
 import type { Routing } from '../../middleware/upstream/index.js';
 import { OciError } from '../errors.js';
 import type { ContentKind, MirrorEvents } from '../events/index.js';

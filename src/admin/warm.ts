@@ -8,7 +8,7 @@
  * `stat`; one that a client is filling right now is joined, not fetched twice.
  */
 import { upstreamBlob } from '../../middleware/blobs/index.js';
-import type { ManifestResult } from '../../middleware/manifests/index.js';
+import type { ManifestResult } from '../manifests/cache.js';
 import { OciError, isOciError } from '../errors.js';
 import { parseDigest } from '../reference.js';
 import type { UpstreamTarget } from '../state.js';

@@ -12,7 +12,7 @@
  * whose shared access time is recent counts as in use: every replica rewrites the access time
  * of what it is serving at each flush, which keeps a long download recent for the others.
  */
-import { manifestKey } from '../../middleware/manifests/cache.js';
+import { manifestKey } from '../manifests/cache.js';
 import type { ContentKind, MirrorEvents } from '../events/index.js';
 import type { Fills } from '../fill/index.js';
 import { readCapped } from '../http.js';
@@ -24,7 +24,7 @@ import { manifestReferences } from './references.js';
 import type { EvictionTurns } from './turns.js';
 
 const MANIFEST_PREFIX = manifestKey('');
-/** Tag records (see middleware/manifests/cache.ts): `tag/<upstream>/<repository>:<tag>` → `{ digest, … }`. */
+/** Tag records (see src/manifests/cache.ts): `tag/<upstream>/<repository>:<tag>` → `{ digest, … }`. */
 const TAG_PREFIX = 'tag/';
 
 export interface EvictionOptions {

@@ -1,5 +1,6 @@
 /**
- * Manifest caching rules, apart from koa so they can be tested and reused on their own.
+ * Manifest caching rules: the domain behind the manifestCache middleware, also used by warm-up
+ * and prefetch.
  *
  * - By digest: immutable. Served from storage; fetched once and verified against the digest
  *   before it is stored or served.
@@ -9,16 +10,16 @@
  *   stale; an upstream 404 is passed through and forgets the tag.
  */
 import { Readable } from 'node:stream';
-import { digestOf } from '../../src/digest.js';
-import { OciError, isOciError } from '../../src/errors.js';
-import { discard, header, readCapped } from '../../src/http.js';
-import { baseMediaType, declaredMediaType, MANIFEST_ACCEPT, MediaTypes } from '../../src/media-types.js';
-import { parseDigest, type Digest, type DigestAlgorithm } from '../../src/reference.js';
-import type { UpstreamTarget } from '../../src/state.js';
-import type { BlobStore, MetadataStore } from '../../src/storage.js';
-import type { UpstreamResponse } from '../../src/upstream/types.js';
-import { upstreamError } from '../../src/upstream/errors.js';
-import { digestCandidates, firstAnswer } from '../../src/upstream/fallback.js';
+import { digestOf } from '../digest.js';
+import { OciError, isOciError } from '../errors.js';
+import { discard, header, readCapped } from '../http.js';
+import { baseMediaType, declaredMediaType, MANIFEST_ACCEPT, MediaTypes } from '../media-types.js';
+import { parseDigest, type Digest, type DigestAlgorithm } from '../reference.js';
+import type { UpstreamTarget } from '../state.js';
+import type { BlobStore, MetadataStore } from '../storage.js';
+import type { UpstreamResponse } from '../upstream/types.js';
+import { upstreamError } from '../upstream/errors.js';
+import { digestCandidates, firstAnswer } from '../upstream/fallback.js';
 
 export interface ManifestEntry {
   digest: string;
