@@ -8,6 +8,7 @@ export { MediaTypes, MANIFEST_ACCEPT } from './media-types.js';
 export { createFills, Fill, type Fills, type FillsOptions, type FillSource, type FillSourceResponse, type FillState } from './fill/index.js';
 export type { BlobInfo, BlobPutOptions, BlobReadOptions, BlobStore, MetadataStore, SpoolCapability, Storage } from './storage.js';
 export type { OciRoute, UpstreamTarget } from './state.js';
+export { Links, type LinkedRoute, type LinksOptions } from './access/links.js';
 export { createFailoverUpstream, createUpstream, firstAnswer, Health, type FailoverUpstream, type FailoverUpstreamOptions, type HealthOptions } from './upstream/index.js';
 export type { Upstream, UpstreamCredentials, UpstreamOptions, UpstreamRequest, UpstreamResponse, UpstreamTimeouts } from './upstream/types.js';
 export { ociErrors, type OciErrorsOptions } from '../middleware/errors/index.js';

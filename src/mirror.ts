@@ -12,7 +12,9 @@ import { manifestCache } from '../middleware/manifests/index.js';
 import { ManifestCache } from './manifests/cache.js';
 import { fillRelay } from '../middleware/replication/index.js';
 import { ociRequest } from '../middleware/request/index.js';
-import { createRouting, upstreamSelect, type Routing, type RoutingOptions } from '../middleware/upstream/index.js';
+import { upstreamSelect } from '../middleware/upstream/index.js';
+import { createRouting, type Routing, type RoutingOptions } from './upstream/routing.js';
+import { Links } from './access/links.js';
 import { ConfigError, parseConfig, type MirrorConfig, type MirrorConfigInput } from './config.js';
 import { readSecret } from './secrets.js';
 import { MirrorEvents, observeFills, observeUpstream, onResponseEnd } from './events/index.js';
@@ -47,6 +49,8 @@ export interface Mirror extends Middleware {
   readonly upstreams: Upstream[];
   readonly fills: Fills;
   readonly manifests: ManifestCache;
+  /** Which routes may serve which cached digests (see src/access/links.ts). */
+  readonly links: Links;
   /** Which upstream serves a name, and under what repository: the rules requests are routed by. */
   readonly routing: Routing;
   /** What this mirror does, for metrics, logs and eviction; its own, never shared with another mirror. */
@@ -146,9 +150,11 @@ export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, optio
     coordination: replication?.coordination,
   });
   const relayEndpoint = replication && fillRelay({ fills, blobs: storage.blobs, secret: replication.secret });
+  const links = new Links(storage.meta);
   const manifests = new ManifestCache({
     blobs: storage.blobs,
     meta: storage.meta,
+    links,
     tagTtl: config.cache.tagTtl,
     maxManifestBytes: config.cache.maxManifestBytes,
   });
@@ -177,7 +183,7 @@ export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, optio
   const prefetch =
     maintenance && config.cache.prefetchPlatforms
       ? prefetchPlatforms(
-          { routing, manifests, fills, storage, events },
+          { routing, manifests, links, fills, storage, events },
           {
             maxManifestBytes: config.cache.maxManifestBytes,
             skip: new Set(config.upstreams.filter((u) => u.forwardCredentials).map((u) => u.name)),
@@ -201,7 +207,7 @@ export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, optio
       challengeAtBase: config.upstreams.some((u) => u.forwardCredentials || u.private),
     }),
     manifestCache({ cache: manifests, events }),
-    blobCache({ blobs: storage.blobs, fills, events, redirect: redirectFrom(config) }),
+    blobCache({ blobs: storage.blobs, fills, links, events, redirect: redirectFrom(config) }),
     listProxy(),
   ]);
   const unhandled = async () => {
@@ -223,6 +229,7 @@ export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, optio
     upstreams,
     fills,
     manifests,
+    links,
     routing,
     events,
     eviction,

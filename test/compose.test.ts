@@ -18,6 +18,7 @@ import {
   createMirror,
   createUpstream,
   fsStorage,
+  Links,
   listProxy,
   manifestCache,
   OciError,
@@ -83,6 +84,7 @@ describe('library use', () => {
     const up = createUpstream({ name: 'docker.io', url: upstream.url });
     cleanup.push(() => up.close());
     const fills = createFills({ store: storage.blobs });
+    const links = new Links(storage.meta);
     await storage.blobs.recover();
     const onlyLibrary: Koa.Middleware = async (ctx, next) => {
       const route = ctx.state.oci;
@@ -98,8 +100,8 @@ describe('library use', () => {
         ociRequest(),
         onlyLibrary,
         upstreamSelect({ upstreams: [up] }),
-        manifestCache({ blobs: storage.blobs, meta: storage.meta, tagTtl: 60_000 }),
-        blobCache({ blobs: storage.blobs, fills }),
+        manifestCache({ blobs: storage.blobs, meta: storage.meta, links, tagTtl: 60_000 }),
+        blobCache({ blobs: storage.blobs, fills, links }),
         listProxy(),
       ]),
     );

@@ -12,14 +12,13 @@
  */
 import type { Middleware, ParameterizedContext } from 'koa';
 import parseRange from 'range-parser';
+import type { Links } from '../../src/access/links.js';
 import { OciError } from '../../src/errors.js';
-import type { Fills, FillSource } from '../../src/fill/index.js';
-import { discard, header, matchesEtag } from '../../src/http.js';
-import type { Digest } from '../../src/reference.js';
+import type { Fills } from '../../src/fill/index.js';
+import { matchesEtag } from '../../src/http.js';
 import type { UpstreamTarget } from '../../src/state.js';
 import type { BlobStore } from '../../src/storage.js';
-import { upstreamError } from '../../src/upstream/errors.js';
-import { digestCandidates, firstAnswer } from '../../src/upstream/fallback.js';
+import { headBlob, upstreamBlob } from '../../src/upstream/blob.js';
 import type { CacheResult, MirrorEvents } from '../../src/events/index.js';
 import { reportCache } from '../../src/events/report.js';
 import '../../src/state.js';
@@ -28,6 +27,8 @@ import { requireTarget } from '../upstream/index.js';
 export interface BlobCacheOptions {
   blobs: BlobStore;
   fills: Fills;
+  /** Which routes may serve which cached digests. */
+  links: Links;
   /** Told the cache outcome of every GET and HEAD answered from storage or a fill. */
   events?: MirrorEvents;
   /** Redirect cached blob GETs to the store's presigned URLs (when it has them); off when absent. */
@@ -41,16 +42,19 @@ export interface BlobRedirectOptions {
   skip?: (target: UpstreamTarget) => boolean;
 }
 
-export const blobCache = ({ blobs, fills, events, redirect }: BlobCacheOptions): Middleware =>
+export const blobCache = ({ blobs, fills, links, events, redirect }: BlobCacheOptions): Middleware =>
   async function blobCache(ctx, next) {
     const route = ctx.state.oci;
     if (route?.kind !== 'blob') return next();
     const target = requireTarget(ctx);
     const digest = route.digest;
+    // Held bytes are served through this route only once its upstream has them too.
+    const confirm = () => links.confirm(digest.value, target, () => headBlob(target, digest));
     const etag = `"${digest.value}"`;
     ctx.set('Docker-Content-Digest', digest.value);
     ctx.set('ETag', etag);
     if (matchesEtag(ctx.get('If-None-Match'), etag) && (fills.get(digest.value) || (await blobs.stat(digest.value)))) {
+      await confirm();
       ctx.status = 304;
       return;
     }
@@ -59,6 +63,7 @@ export const blobCache = ({ blobs, fills, events, redirect }: BlobCacheOptions):
     if (!fill) {
       const info = await blobs.stat(digest.value);
       if (info) {
+        await confirm();
         ctx.set('X-Mirror-Cache', 'HIT');
         reportCache(ctx, events, { kind: 'blob', result: 'HIT', target, digest: digest.value, size: info.size });
         const location = redirect && redirectable(ctx, target, redirect) ? await blobs.presign?.(digest.value, { expiresIn: redirect.expiresIn }) : undefined;
@@ -72,17 +77,22 @@ export const blobCache = ({ blobs, fills, events, redirect }: BlobCacheOptions):
         return sendRange(ctx, info.size, (start, end) => blobs.read(digest.value, { start, end }));
       }
       // A HEAD is a question, not a reason to pull a whole layer: ask the upstream the same.
-      if (ctx.method === 'HEAD') return headUpstream(ctx, target, digest);
+      if (ctx.method === 'HEAD') return answerHead(ctx, await headBlob(target, digest));
       // Another request may have started the fill while we looked in storage.
       const started = fills.get(digest.value);
-      fill = started ?? fills.acquire(digest, upstreamBlob(target, digest));
+      fill = started ?? fills.acquire(digest, upstreamBlob(target, digest, links));
       ctx.set('X-Mirror-Cache', started ? 'JOIN' : 'MISS');
+      if (started) await confirm();
     } else {
       ctx.set('X-Mirror-Cache', 'JOIN');
+      await confirm();
     }
     reportCache(ctx, events, { kind: 'blob', result: ctx.response.get('X-Mirror-Cache') as CacheResult, target, digest: digest.value });
 
     const { size } = await fill.ready;
+    // A fill this request started links the route when the upstream answers; one relayed from
+    // another replica did not ask this route's upstream at all.
+    await confirm();
     const active = fill;
     if (size === undefined) {
       // Without a declared size there is no Range to honour until the fill ends.
@@ -133,45 +143,9 @@ async function sendRange(ctx: ParameterizedContext, size: number, open: Open): P
   ctx.length = end - start + 1;
 }
 
-/** The upstream GET a blob fill is made from: the target first, then its digest fallbacks. */
-export function upstreamBlob(target: UpstreamTarget, digest: Digest): FillSource {
-  return (signal) =>
-    firstAnswer(
-      digestCandidates(target),
-      async (t) => {
-        const res = await t.upstream.request({
-          method: 'GET',
-          repository: t.repository,
-          credentials: t.credentials,
-          path: `/v2/${t.repository}/blobs/${digest.value}`,
-          signal,
-        });
-        if (res.status !== 200) throw await upstreamError(res, 'BLOB_UNKNOWN');
-        return { size: declaredLength(res.headers), body: res.body };
-      },
-      signal,
-    );
-}
-
-async function headUpstream(ctx: ParameterizedContext, target: UpstreamTarget, digest: Digest): Promise<void> {
-  const size = await firstAnswer(digestCandidates(target), async (t) => {
-    const res = await t.upstream.request({
-      method: 'HEAD',
-      repository: t.repository,
-      credentials: t.credentials,
-      path: `/v2/${t.repository}/blobs/${digest.value}`,
-    });
-    if (res.status !== 200) throw await upstreamError(res, 'BLOB_UNKNOWN');
-    void discard(res.body);
-    return declaredLength(res.headers);
-  });
+function answerHead(ctx: ParameterizedContext, size: number | undefined): void {
   ctx.status = 200;
   ctx.set('X-Mirror-Cache', 'MISS');
   ctx.set('Content-Type', 'application/octet-stream');
   if (size !== undefined) ctx.length = size;
-}
-
-function declaredLength(headers: Record<string, string | string[] | undefined>): number | undefined {
-  const length = header(headers, 'content-length');
-  return length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined;
 }

@@ -6,9 +6,9 @@ import type { Middleware, ParameterizedContext } from 'koa';
 import { OciError } from '../../src/errors.js';
 import type { UpstreamTarget } from '../../src/state.js';
 import '../../src/state.js';
-import { createRouting, type RoutingOptions } from './routing.js';
+import { createRouting, type RoutingOptions } from '../../src/upstream/routing.js';
 
-export { createRouting, DOCKER_HUB_HOSTS, type FallbackGroup, type Routing, type RoutingOptions, type UpstreamRoute } from './routing.js';
+export { createRouting, DOCKER_HUB_HOSTS, type FallbackGroup, type Routing, type RoutingOptions, type UpstreamRoute } from '../../src/upstream/routing.js';
 
 export interface UpstreamSelectOptions extends RoutingOptions {
   /** Replaces the built-in rules. Return undefined to refuse the request. */

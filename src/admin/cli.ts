@@ -182,8 +182,8 @@ async function collect(mirror: Mirror, positionals: string[], values: { json?: b
     io.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
     return 0;
   }
-  const { manifests, access, tags } = r.reconciled;
-  io.stdout.write(`reconciled: removed ${manifests} manifest, ${access} access and ${tags} tag records whose content was gone\n`);
+  const { manifests, access, tags, links } = r.reconciled;
+  io.stdout.write(`reconciled: removed ${manifests} manifest, ${access} access, ${tags} tag and ${links} link records whose content was gone\n`);
   io.stdout.write(
     r.elsewhere
       ? 'evicted nothing: a replica is evicting right now (run gc again later)\n'

@@ -6,6 +6,7 @@
  * `cache.maxBytes` and `cache.ttl`, by its usual rules (nothing referenced by a kept manifest,
  * nothing in use); without either limit it removes nothing.
  */
+import { LINK_PREFIX } from '../access/links.js';
 import { manifestKey } from '../manifests/cache.js';
 import type { MirrorConfig } from '../config.js';
 import type { MirrorEvents } from '../events/index.js';
@@ -29,7 +30,7 @@ export interface GcDeps {
 
 export interface GcResult {
   /** Records removed because what they lead to is gone. */
-  reconciled: { manifests: number; access: number; tags: number };
+  reconciled: { manifests: number; access: number; tags: number; links: number };
   /** Whether the config sets `cache.maxBytes` or `cache.ttl`; without them eviction removes nothing. */
   eviction: boolean;
   evicted: number;
@@ -69,7 +70,7 @@ export async function gc(deps: GcDeps): Promise<GcResult> {
 }
 
 async function reconcile(storage: Storage): Promise<GcResult['reconciled']> {
-  const result = { manifests: 0, access: 0, tags: 0 };
+  const result = { manifests: 0, access: 0, tags: 0, links: 0 };
   const present = async (digest: string) => (await storage.blobs.stat(digest)) !== undefined;
   const manifests = manifestKey('');
   for await (const [key] of storage.meta.list(manifests)) {
@@ -77,6 +78,10 @@ async function reconcile(storage: Storage): Promise<GcResult['reconciled']> {
   }
   for await (const [key] of storage.meta.list(ACCESS_PREFIX)) {
     if (!(await present(key.slice(ACCESS_PREFIX.length))) && (await storage.meta.delete(key))) result.access++;
+  }
+  for await (const [key] of storage.meta.list(LINK_PREFIX)) {
+    const digest = key.slice(LINK_PREFIX.length, key.indexOf('/', LINK_PREFIX.length));
+    if (!(await present(digest)) && (await storage.meta.delete(key))) result.links++;
   }
   for (const t of await listTags(storage.meta)) {
     const cached = (await storage.meta.get(manifestKey(t.digest))) !== undefined && (await present(t.digest));

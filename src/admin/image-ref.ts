@@ -3,7 +3,7 @@
  * with a registry (`ghcr.io/org/app:1.0`) that is routed the way the server routes a path
  * prefix, and platforms as `os/arch[/variant]`.
  */
-import type { Routing } from '../../middleware/upstream/index.js';
+import type { Routing } from '../upstream/routing.js';
 import { OciError } from '../errors.js';
 import { assertName, parseManifestReference, type ManifestReference } from '../reference.js';
 import type { UpstreamTarget } from '../state.js';

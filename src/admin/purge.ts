@@ -9,11 +9,11 @@
  * a purged index references them.
  */
 import { manifestKey } from '../manifests/cache.js';
-import type { Routing } from '../../middleware/upstream/index.js';
+import type { Routing } from '../upstream/routing.js';
 import { OciError } from '../errors.js';
 import type { ContentKind, MirrorEvents } from '../events/index.js';
-import { ACCESS_PREFIX } from '../eviction/access.js';
 import { manifestReferences } from '../eviction/references.js';
+import { removeContent } from '../eviction/remove.js';
 import { readCapped } from '../http.js';
 import type { Storage } from '../storage.js';
 import { resolveName, splitReference } from './image-ref.js';
@@ -74,10 +74,7 @@ export async function purge(deps: PurgeDeps, text: string): Promise<PurgeResult>
   }
   const result: PurgeResult = { tags: purged.map((t) => `${t.upstream}/${t.repository}:${t.tag}`), manifests: 0, blobs: 0, bytes: 0, kept: 0 };
   const remove = async (d: string, kind: ContentKind, size: number): Promise<void> => {
-    // The manifest record first: from then on the manifest is simply not cached.
-    if (kind === 'manifest') await storage.meta.delete(manifestKey(d));
-    await storage.blobs.delete(d);
-    await storage.meta.delete(ACCESS_PREFIX + d);
+    await removeContent(storage, d, kind);
     result[kind === 'manifest' ? 'manifests' : 'blobs']++;
     result.bytes += size;
     events.emit('eviction', { digest: d, kind, bytes: size, reason: 'purge' });

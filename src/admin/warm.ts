@@ -5,18 +5,31 @@
  *
  * For an index or manifest list every platform is fetched, or only those asked for; then every
  * config and layer of every image, a few at a time. A blob that is already stored costs one
- * `stat`; one that a client is filling right now is joined, not fetched twice.
+ * `stat` (and, when the image's route is not linked to it yet, one upstream HEAD, so that the
+ * later pull does not ask); one that a client is filling right now is joined, not fetched twice.
  */
-import { upstreamBlob } from '../../middleware/blobs/index.js';
-import type { ManifestResult } from '../manifests/cache.js';
+import type { Links } from '../access/links.js';
+import type { ManifestCache, ManifestResult } from '../manifests/cache.js';
 import { OciError, isOciError } from '../errors.js';
+import type { MirrorEvents } from '../events/index.js';
+import type { Fills } from '../fill/index.js';
 import { parseDigest } from '../reference.js';
 import type { UpstreamTarget } from '../state.js';
-import type { Mirror } from '../mirror.js';
+import type { Storage } from '../storage.js';
+import type { Routing } from '../upstream/routing.js';
+import { headBlob, upstreamBlob } from '../upstream/blob.js';
 import { formatPlatform, platformMatches, resolveImage, type Platform } from './image-ref.js';
 import { parseManifest, type Descriptor } from './manifests.js';
 
-export type WarmDeps = Pick<Mirror, 'routing' | 'manifests' | 'fills' | 'storage' | 'events'>;
+/** What warm-up needs of a mirror; a `Mirror` is one. */
+export interface WarmDeps {
+  routing: Routing;
+  manifests: ManifestCache;
+  links: Links;
+  fills: Fills;
+  storage: Storage;
+  events: MirrorEvents;
+}
 
 export interface WarmOptions {
   /** Only these platforms of an index (`os/arch[/variant]`); every one when absent or empty. */
@@ -144,12 +157,14 @@ async function ensureBlob(
   d: Descriptor,
   onBytes: (delta: number) => void,
 ): Promise<{ size: number; fetched: boolean }> {
-  const { storage, fills, events } = deps;
+  const { storage, fills, links, events } = deps;
+  const digest = parseDigest(d.digest);
   let info = await storage.blobs.stat(d.digest);
   let fetched = false;
-  if (!info) {
-    const digest = parseDigest(d.digest);
-    const fill = fills.get(d.digest) ?? fills.acquire(digest, upstreamBlob(target, digest));
+  if (info) {
+    await links.confirm(d.digest, target, () => headBlob(target, digest));
+  } else {
+    const fill = fills.get(d.digest) ?? fills.acquire(digest, upstreamBlob(target, digest, links));
     let reported = 0;
     const report = () => {
       const written = fill.alreadyStored ? 0 : fill.written;
@@ -172,6 +187,8 @@ async function ensureBlob(
     fetched = !fill.alreadyStored;
     info = await storage.blobs.stat(d.digest);
     if (!info) throw new OciError('BLOB_UNKNOWN', `blob ${d.digest} is not in storage after its fill`);
+    // A fill joined or relayed from another replica did not ask this route's upstream.
+    await links.confirm(d.digest, target, () => headBlob(target, digest));
   }
   if (d.size !== undefined && info.size !== d.size) {
     throw new OciError('SIZE_INVALID', `blob ${d.digest} has ${info.size} bytes; its manifest says ${d.size}`);

@@ -20,6 +20,7 @@ import type { Storage } from '../storage.js';
 import { ACCESS_PREFIX, AccessLog, type AccessRecord } from './access.js';
 import { trackPins } from './pins.js';
 import { planEviction, type PlanNode, type Victim } from './plan.js';
+import { removeContent } from './remove.js';
 import { manifestReferences } from './references.js';
 import type { EvictionTurns } from './turns.js';
 
@@ -277,10 +278,7 @@ export function createEviction(options: EvictionOptions): Eviction {
 
   async function evict(victim: Victim): Promise<void> {
     const { digest, kind } = victim;
-    // The manifest record first: from then on the manifest is simply not cached.
-    if (kind === 'manifest') await storage.meta.delete(manifestKey(digest));
-    await storage.blobs.delete(digest);
-    await storage.meta.delete(ACCESS_PREFIX + digest);
+    await removeContent(storage, digest, kind);
     remove(digest);
     events.emit('eviction', { digest, kind, bytes: victim.size, reason: victim.reason });
   }

@@ -10,6 +10,7 @@
  *   stale; an upstream 404 is passed through and forgets the tag.
  */
 import { Readable } from 'node:stream';
+import { Links } from '../access/links.js';
 import { digestOf } from '../digest.js';
 import { OciError, isOciError } from '../errors.js';
 import { discard, header, readCapped } from '../http.js';
@@ -51,6 +52,8 @@ export interface ManifestCacheOptions {
   /** How long a tag is trusted without asking the upstream, ms. */
   tagTtl?: number;
   maxManifestBytes?: number;
+  /** Which routes may serve which cached manifests; one over `meta` when absent. */
+  links?: Links;
   now?: () => number;
 }
 
@@ -64,6 +67,7 @@ export class ManifestCache {
   private readonly tagTtl: number;
   private readonly max: number;
   private readonly now: () => number;
+  private readonly links: Links;
   /** Concurrent misses for one manifest share one upstream request. */
   private readonly inFlight = new Map<string, Promise<{ entry: ManifestEntry; body: Buffer }>>();
 
@@ -73,11 +77,16 @@ export class ManifestCache {
     this.tagTtl = options.tagTtl ?? 300_000;
     this.max = options.maxManifestBytes ?? 4 * 1024 * 1024;
     this.now = options.now ?? Date.now;
+    this.links = options.links ?? new Links(options.meta);
   }
 
   async byDigest(target: UpstreamTarget, digest: Digest): Promise<ManifestResult> {
     const stored = await this.stored(digest.value);
-    if (stored) return { ...stored, cache: 'HIT' };
+    if (stored) {
+      // Held bytes are served through this route only once its upstream has them too.
+      await this.links.confirm(digest.value, target, () => this.confirmOnce(target, digest));
+      return { ...stored, cache: 'HIT' };
+    }
     const fetched = await this.fetch(target, digest.value, digest);
     return { ...fetched, cache: 'MISS' };
   }
@@ -86,7 +95,10 @@ export class ManifestCache {
     const { tagFallbacks = [] } = target;
     if (tagFallbacks.length === 0) return this.byTagOn(target, tag);
     // Each upstream keeps its own tag records: a fallback's answer is cached as that upstream's.
-    return firstAnswer([target, ...tagFallbacks], (t) => this.byTagOn(t, tag));
+    const result = await firstAnswer([target, ...tagFallbacks], (t) => this.byTagOn(t, tag));
+    // The config lets this name's tags resolve there, so what they resolve to is this route's too.
+    await this.links.add(result.entry.digest, target);
+    return result;
   }
 
   private async byTagOn(target: UpstreamTarget, tag: string): Promise<ManifestResult> {
@@ -105,6 +117,7 @@ export class ManifestCache {
     }
 
     if (cached && upstreamDigest === cached.entry.digest) {
+      await this.links.add(cached.entry.digest, target);
       await this.meta.set(key, { ...cached.entry, checkedAt: this.now() } satisfies TagRecord);
       return { ...cached, cache: 'REVALIDATED' };
     }
@@ -113,6 +126,7 @@ export class ManifestCache {
     let result: { entry: ManifestEntry; body: Buffer };
     let status: CacheStatus = 'MISS';
     if (known) {
+      await this.links.add(known.entry.digest, target);
       result = known;
       status = 'REVALIDATED';
     } else {
@@ -137,6 +151,14 @@ export class ManifestCache {
     return { entry: { digest, mediaType: record.mediaType, size: body.length }, body };
   }
 
+  /** Rejects with the upstream's OCI error unless the route (or a digest fallback of it) has the manifest. */
+  private confirmOnce(target: UpstreamTarget, digest: Digest): Promise<void> {
+    return firstAnswer(digestCandidates(target), async (t) => {
+      const res = await requestManifest(t, 'HEAD', digest.value);
+      void discard(res.body);
+    });
+  }
+
   /** The digest the upstream currently maps the tag to, from a HEAD; undefined if it does not say. */
   private async headDigest(target: UpstreamTarget, tag: string): Promise<string | undefined> {
     const res = await requestManifest(target, 'HEAD', tag);
@@ -150,7 +172,12 @@ export class ManifestCache {
     if (!pending) {
       // By digest, any fallback upstream will do: the bytes are checked against the digest.
       const candidates = expected && reference === expected.value ? digestCandidates(target) : [target];
-      pending = firstAnswer(candidates, (t) => this.fetchOnce(t, reference, expected)).finally(() => this.inFlight.delete(key));
+      pending = firstAnswer(candidates, (t) => this.fetchOnce(t, reference, expected))
+        .then(async (fetched) => {
+          await this.links.add(fetched.entry.digest, target);
+          return fetched;
+        })
+        .finally(() => this.inFlight.delete(key));
       this.inFlight.set(key, pending);
     }
     return pending;

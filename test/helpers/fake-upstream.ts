@@ -30,6 +30,8 @@ export interface ManifestEntry {
 export interface FakeUpstream {
   url: string;
   blobs: Map<string, Buffer>;
+  /** Digest → the only repositories that hold it, as distribution links blobs; absent: every repository. */
+  blobRepositories: Map<string, Set<string>>;
   /** `repo:tag` and `repo@digest` → manifest. */
   manifests: Map<string, ManifestEntry>;
   faults: Map<string, BlobFault>;
@@ -42,7 +44,8 @@ export interface FakeUpstream {
   count(method: string, pathPart: string): number;
   /** Answer everything with this status (e.g. 503), or undefined for normal service. */
   failWith: number | undefined;
-  addBlob(data: Buffer): string;
+  /** With `repositories`, the blob is served there only (404 elsewhere). */
+  addBlob(data: Buffer, repositories?: string[]): string;
   addManifest(repo: string, tag: string | undefined, body: object | Buffer, mediaType?: string): string;
   close(): Promise<void>;
 }
@@ -55,6 +58,7 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
   const sockets = new Set<Socket>();
   const state: Omit<FakeUpstream, 'url' | 'close'> = {
     blobs: new Map(),
+    blobRepositories: new Map(),
     manifests: new Map(),
     faults: new Map(),
     referrers: new Map(),
@@ -66,9 +70,10 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
       for (const [k, v] of this.counts) if (k.startsWith(`${method} `) && k.includes(pathPart)) n += v;
       return n;
     },
-    addBlob(data) {
+    addBlob(data, repositories) {
       const d = sha256(data);
       this.blobs.set(d, data);
+      if (repositories) this.blobRepositories.set(d, new Set([...(this.blobRepositories.get(d) ?? []), ...repositories]));
       return d;
     },
     addManifest(repo, tag, body, mediaType = 'application/vnd.oci.image.manifest.v1+json') {
@@ -143,7 +148,8 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
       res.end(req.method === 'HEAD' ? undefined : entry.body);
       return;
     }
-    const blob = state.blobs.get(ref);
+    const scope = state.blobRepositories.get(ref);
+    const blob = scope && !scope.has(repo) ? undefined : state.blobs.get(ref);
     if (!blob) {
       res.writeHead(404, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ errors: [{ code: 'BLOB_UNKNOWN', message: 'blob unknown' }] }));

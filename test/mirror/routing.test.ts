@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createRouting } from '../../middleware/upstream/routing.js';
+import { createRouting } from '../../src/upstream/routing.js';
 import type { MirrorConfigInput } from '../../src/config.js';
 import type { Upstream } from '../../src/upstream/types.js';
 import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';

@@ -173,7 +173,7 @@ describe.skipIf(!requireTools(['docker-registry', 'skopeo']))('admin: ls, purge,
       await fsStorage({ path: mirror!.dataDir, fsync: false }).blobs.delete(b.digest);
       const r = await admin(mirror!, 'POST', '/gc');
       expect(r.status).toBe(200);
-      expect(r.body).toEqual({ reconciled: { manifests: 1, access: expect.any(Number), tags: 1 }, eviction: false, evicted: 0, bytes: 0, more: false, elsewhere: false });
+      expect(r.body).toEqual({ reconciled: { manifests: 1, access: expect.any(Number), tags: 1, links: 1 }, eviction: false, evicted: 0, bytes: 0, more: false, elsewhere: false });
       expect((await admin(mirror!, 'GET', '/images')).body.images).toEqual([]);
     });
   });
@@ -233,7 +233,7 @@ describe.skipIf(!requireTools(['docker-registry']))('oci-mirror ls, purge and gc
     expect(r.code).toBe(0);
     // The manifest goes first; its config and layer are then free to go in the same pass.
     expect(JSON.parse(r.stdout)).toEqual({
-      reconciled: { manifests: 0, access: 0, tags: 0 },
+      reconciled: { manifests: 0, access: 0, tags: 0, links: 0 },
       eviction: true,
       evicted: 1 + tiny.blobs.length,
       bytes: tiny.size + tiny.blobs.reduce((n, x) => n + x.size, 0),

@@ -8,9 +8,9 @@
  * registry, and a single-segment name means `library/<name>`.
  */
 import picomatch from 'picomatch';
-import { OciError } from '../../src/errors.js';
-import type { UpstreamTarget } from '../../src/state.js';
-import type { Upstream } from '../../src/upstream/types.js';
+import { OciError } from '../errors.js';
+import type { UpstreamTarget } from '../state.js';
+import type { Upstream } from './types.js';
 
 export interface UpstreamRoute {
   upstream: Upstream;

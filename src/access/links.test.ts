@@ -1,0 +1,75 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { fsMetadataStore } from '../../adapters/fs/index.js';
+import { OciError } from '../errors.js';
+import type { MetadataStore } from '../storage.js';
+import { forgetLinks, LINK_PREFIX, linkKey, Links } from './links.js';
+
+const D = `sha256:${'a'.repeat(64)}`;
+const route = (upstream: string, repository: string) => ({ upstream: { name: upstream }, repository });
+
+describe('Links', () => {
+  let dir: string;
+  let meta: MetadataStore;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'links-'));
+    meta = fsMetadataStore({ path: dir, fsync: false });
+  });
+  afterEach(() => rm(dir, { recursive: true, force: true }));
+
+  it('links a route to a digest, in the store, for another instance too', async () => {
+    await new Links(meta).add(D, route('open.test', 'team/app'));
+    const other = new Links(meta);
+    expect(await other.has(D, route('open.test', 'team/app'))).toBe(true);
+    expect(await other.has(D, route('open.test', 'team/other'))).toBe(false);
+    expect(await other.has(D, route('priv.test', 'team/app'))).toBe(false);
+    expect(await meta.get(linkKey(D, route('open.test', 'team/app')))).toMatchObject({ at: expect.any(Number) });
+  });
+
+  it('asks once for concurrent confirmations, and links only on a yes', async () => {
+    const links = new Links(meta);
+    let asked = 0;
+    const yes = async () => {
+      asked++;
+      await new Promise((r) => setTimeout(r, 10));
+    };
+    await Promise.all(Array.from({ length: 10 }, () => links.confirm(D, route('u', 'r'), yes)));
+    expect(asked).toBe(1);
+    await links.confirm(D, route('u', 'r'), yes);
+    expect(asked).toBe(1);
+
+    const no = () => Promise.reject(new OciError('BLOB_UNKNOWN', 'not here'));
+    await expect(links.confirm(D, route('u', 'other'), no)).rejects.toMatchObject({ code: 'BLOB_UNKNOWN' });
+    expect(await links.has(D, route('u', 'other'))).toBe(false);
+    // A refusal is not remembered: the next request asks again.
+    await expect(links.confirm(D, route('u', 'other'), no)).rejects.toMatchObject({ code: 'BLOB_UNKNOWN' });
+  });
+
+  it('forgets every link of a digest, in memory and in the store, and no other digest’s', async () => {
+    const links = new Links(meta);
+    const E = `sha256:${'b'.repeat(64)}`;
+    await links.add(D, route('u', 'a'));
+    await links.add(D, route('v', 'deep/name/here'));
+    await links.add(E, route('u', 'a'));
+    expect(await links.forget(D)).toBe(2);
+    expect(await links.has(D, route('u', 'a'))).toBe(false);
+    expect(await links.has(D, route('v', 'deep/name/here'))).toBe(false);
+    expect(await links.has(E, route('u', 'a'))).toBe(true);
+    expect(await forgetLinks(meta, D)).toBe(0);
+    const left: string[] = [];
+    for await (const [key] of meta.list(LINK_PREFIX)) left.push(key);
+    expect(left).toEqual([linkKey(E, route('u', 'a'))]);
+  });
+
+  it('keeps a bounded memory, and what it dropped is read from the store again', async () => {
+    const links = new Links(meta, { remember: 2 });
+    for (const r of ['a', 'b', 'c']) await links.add(D, route('u', r));
+    await meta.delete(linkKey(D, route('u', 'a')));
+    // 'a' was dropped from memory, so the store's word counts; 'c' is still remembered.
+    expect(await links.has(D, route('u', 'a'))).toBe(false);
+    await meta.delete(linkKey(D, route('u', 'c')));
+    expect(await links.has(D, route('u', 'c'))).toBe(true);
+  });
+});
