@@ -433,6 +433,27 @@ export async function pushBigImage(
   return pushImage(target, name, tag, buildImage('oci', layers));
 }
 
+/** An image pushed with `pushUniqueImage`: its fixture, and the built image, whose blobs' bytes can be pushed elsewhere. */
+export interface UniqueImage {
+  fixture: Fixture;
+  image: BuiltImage;
+}
+
+/**
+ * An OCI image of `layers` small gzip layers whose content is fresh random bytes: unlike the
+ * other fixtures it differs on every call, so that two such images share no blob (and no run
+ * shares one with another).
+ */
+export async function pushUniqueImage(
+  target: PushTarget,
+  { name = 'e2e/unique', tag = 'v1', layers = 2 }: FixtureOptions & { layers?: number } = {},
+): Promise<UniqueImage> {
+  const nonce = randomBytes(8).toString('hex');
+  const built = await Promise.all(Array.from({ length: layers }, (_, i) => smallLayer(`${name} ${nonce} layer ${i}`, 1024 * 4 ** i)));
+  const image = buildImage('oci', built);
+  return { fixture: await pushImage(target, name, tag, image), image };
+}
+
 /** An OCI image index of two OCI images, linux/amd64 and linux/arm64. */
 export async function pushOciIndex(target: PushTarget, { name = 'e2e/index', tag = 'v1' }: FixtureOptions = {}): Promise<Fixture> {
   return pushIndex(target, name, tag, 'oci', await platformImages('oci', name));
