@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import { duration } from './duration.js';
+import { DEFAULT_MAX_MANIFEST_BYTES } from './manifests/keys.js';
 import { byteSize } from './eviction/size.js';
 import { storageSchema } from './storage-config.js';
 import { replicationSchema } from './replication/config.js';
@@ -160,7 +161,7 @@ export const configSchema = z
         /** How long a tag maps to a digest before it is revalidated upstream with a HEAD. */
         tagTtl: duration.prefault('5m'),
         /** Manifests larger than this are refused (the spec suggests registries accept at least 4 MiB). */
-        maxManifestBytes: z.number().int().positive().default(4 * 1024 * 1024),
+        maxManifestBytes: z.number().int().positive().default(DEFAULT_MAX_MANIFEST_BYTES),
         /** Evict the least recently used content while storage holds more than this (bytes, or e.g. 50GiB). Unset: no limit. */
         maxBytes: byteSize.optional(),
         /** Evict content not pulled for this long; a pull refreshes it. Unset: content stays until maxBytes needs the room. */

@@ -79,3 +79,12 @@ export function parseManifestReference(reference: string): ManifestReference {
 function truncate(s: string, max = 80): string {
   return s.length > max ? `${s.slice(0, max)}…` : s;
 }
+
+export function isValidDigest(value: string): boolean {
+  try {
+    parseDigest(value);
+    return true;
+  } catch {
+    return false;
+  }
+}

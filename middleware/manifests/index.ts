@@ -11,7 +11,7 @@ import '../../src/state.js';
 import { requireTarget } from '../upstream/index.js';
 import { ManifestCache, type ManifestCacheOptions, type ManifestResult } from '../../src/manifests/cache.js';
 
-export { ManifestCache, manifestKey, tagKey, type ManifestCacheOptions, type ManifestEntry, type ManifestResult } from '../../src/manifests/cache.js';
+export { ManifestCache, manifestKey, tagKey, type ManifestCacheOptions, type ManifestEntry, type ManifestResult } from '../../src/manifests/index.js';
 
 export type ManifestCacheMiddlewareOptions = (ManifestCacheOptions | { cache: ManifestCache }) & {
   /** Told the cache outcome of every manifest answered. */

@@ -7,7 +7,7 @@
  * nothing in use); without either limit it removes nothing.
  */
 import { LINK_PREFIX } from '../access/links.js';
-import { manifestKey } from '../manifests/cache.js';
+import { manifestKey } from '../manifests/keys.js';
 import type { MirrorConfig } from '../config.js';
 import type { MirrorEvents } from '../events/index.js';
 import { ACCESS_PREFIX } from '../eviction/access.js';

@@ -3,6 +3,7 @@
  * with a registry (`ghcr.io/org/app:1.0`) that is routed the way the server routes a path
  * prefix, and platforms as `os/arch[/variant]`.
  */
+import type { Platform } from '../manifests/parse.js';
 import type { Routing } from '../upstream/routing.js';
 import { OciError } from '../errors.js';
 import { assertName, parseManifestReference, type ManifestReference } from '../reference.js';
@@ -40,11 +41,8 @@ export function resolveName(routing: Routing, name: string): UpstreamTarget {
   return target;
 }
 
-export interface Platform {
-  os: string;
-  architecture: string;
-  variant?: string;
-}
+
+export type { Platform };
 
 /** `linux/arm64` or `linux/arm/v7`. */
 export function parsePlatform(text: string): Platform {

@@ -5,7 +5,8 @@
  */
 import type { Storage } from '../storage.js';
 import { formatPlatform } from './image-ref.js';
-import { parseManifest, readStoredManifest, type Descriptor } from './manifests.js';
+import { parseManifest, type Descriptor } from '../manifests/parse.js';
+import { readStoredManifest } from '../manifests/stored.js';
 import { accessTimes, listTags } from './records.js';
 
 export interface ListDeps {
@@ -38,7 +39,7 @@ export async function listCached(deps: ListDeps): Promise<CachedImage[]> {
   const [tags, times] = await Promise.all([listTags(storage.meta), accessTimes(storage.meta)]);
   const bodies = new Map<string, Promise<Buffer | undefined>>();
   const sizes = new Map<string, Promise<number | undefined>>();
-  const manifest = (digest: string) => memo(bodies, digest, () => readStoredManifest(storage, digest, maxManifestBytes).catch(() => undefined));
+  const manifest = (digest: string) => memo(bodies, digest, () => readStoredManifest(storage, digest, maxManifestBytes).then((m) => m?.body, () => undefined));
   const blobSize = (digest: string) => memo(sizes, digest, async () => (await storage.blobs.stat(digest))?.size);
 
   const out: CachedImage[] = [];

@@ -9,7 +9,8 @@
  */
 import { OciError, isOciError } from '../errors.js';
 import type { CacheEvent } from '../events/index.js';
-import { parseManifest, readStoredManifest } from './manifests.js';
+import { parseManifest } from '../manifests/parse.js';
+import { readStoredManifest } from '../manifests/stored.js';
 import { warmImage, type WarmDeps } from './warm.js';
 
 export interface PrefetchOptions {
@@ -45,8 +46,8 @@ export function prefetchPlatforms(deps: WarmDeps, options: PrefetchOptions): Pre
   };
 
   async function prefetch({ upstream, repository, digest }: CacheEvent): Promise<void> {
-    const body = await readStoredManifest(deps.storage, digest, maxManifestBytes);
-    if (!body || parseManifest(body).kind !== 'index') return;
+    const stored = await readStoredManifest(deps.storage, digest, maxManifestBytes);
+    if (!stored || parseManifest(stored.body).kind !== 'index') return;
     try {
       await warmImage(deps, `${upstream}/${repository}@${digest}`);
     } catch (err) {

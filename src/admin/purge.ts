@@ -8,13 +8,13 @@
  * Manifests pulled only by digest have no repository on record; they are left alone unless
  * a purged index references them.
  */
-import { manifestKey } from '../manifests/cache.js';
+import { MANIFEST_PREFIX } from '../manifests/keys.js';
 import type { Routing } from '../upstream/routing.js';
 import { OciError } from '../errors.js';
 import type { ContentKind, MirrorEvents } from '../events/index.js';
-import { manifestReferences } from '../eviction/references.js';
+import { manifestReferences } from '../manifests/parse.js';
+import { readStoredManifest } from '../manifests/stored.js';
 import { removeContent } from '../eviction/remove.js';
-import { readCapped } from '../http.js';
 import type { Storage } from '../storage.js';
 import { resolveName, splitReference } from './image-ref.js';
 import { listTags } from './records.js';
@@ -96,14 +96,13 @@ export async function purge(deps: PurgeDeps, text: string): Promise<PurgeResult>
 
 /** Every cached manifest and what it references; one that cannot be read references nothing, as in eviction. */
 async function manifestGraph({ storage, maxManifestBytes }: PurgeDeps): Promise<Map<string, readonly string[]>> {
-  const prefix = manifestKey('');
   const graph = new Map<string, readonly string[]>();
-  for await (const [key] of storage.meta.list(prefix)) {
-    const digest = key.slice(prefix.length);
+  for await (const [key] of storage.meta.list(MANIFEST_PREFIX)) {
+    const digest = key.slice(MANIFEST_PREFIX.length);
     let refs: readonly string[] = [];
     try {
-      const stream = await storage.blobs.read(digest);
-      if (stream) refs = manifestReferences(await readCapped(stream, maxManifestBytes, 'stored manifest'));
+      const stored = await readStoredManifest(storage, digest, maxManifestBytes);
+      if (stored) refs = manifestReferences(stored.body);
     } catch {
       refs = [];
     }

@@ -3,9 +3,9 @@
  * written by the manifest cache) and access times (`access/<digest>`, written by eviction).
  */
 import { ACCESS_PREFIX, type AccessRecord } from '../eviction/access.js';
+import { parseTagKey, TAG_PREFIX } from '../manifests/keys.js';
 import type { MetadataStore } from '../storage.js';
 
-export const TAG_PREFIX = 'tag/';
 
 export interface TagEntry {
   key: string;
@@ -22,15 +22,6 @@ interface TagRecord {
   digest?: unknown;
   mediaType?: unknown;
   checkedAt?: unknown;
-}
-
-/** `tag/<upstream>/<repository>:<tag>`: upstream names hold no slash, repositories no colon. */
-export function parseTagKey(key: string): { upstream: string; repository: string; tag: string } | undefined {
-  const rest = key.slice(TAG_PREFIX.length);
-  const slash = rest.indexOf('/');
-  const colon = rest.lastIndexOf(':');
-  if (!key.startsWith(TAG_PREFIX) || slash <= 0 || colon <= slash + 1) return undefined;
-  return { upstream: rest.slice(0, slash), repository: rest.slice(slash + 1, colon), tag: rest.slice(colon + 1) };
 }
 
 export async function listTags(meta: MetadataStore): Promise<TagEntry[]> {

@@ -19,7 +19,7 @@ import type { Storage } from '../storage.js';
 import type { Routing } from '../upstream/routing.js';
 import { headBlob, upstreamBlob } from '../upstream/blob.js';
 import { formatPlatform, platformMatches, resolveImage, type Platform } from './image-ref.js';
-import { parseManifest, type Descriptor } from './manifests.js';
+import { parseManifest, type Descriptor } from '../manifests/parse.js';
 
 /** What warm-up needs of a mirror; a `Mirror` is one. */
 export interface WarmDeps {

@@ -12,21 +12,18 @@
  * whose shared access time is recent counts as in use: every replica rewrites the access time
  * of what it is serving at each flush, which keeps a long download recent for the others.
  */
-import { manifestKey } from '../manifests/cache.js';
 import type { ContentKind, MirrorEvents } from '../events/index.js';
 import type { Fills } from '../fill/index.js';
-import { readCapped } from '../http.js';
 import type { Storage } from '../storage.js';
 import { ACCESS_PREFIX, AccessLog, type AccessRecord } from './access.js';
 import { trackPins } from './pins.js';
 import { planEviction, type PlanNode, type Victim } from './plan.js';
 import { removeContent } from './remove.js';
-import { manifestReferences } from './references.js';
+import { DEFAULT_MAX_MANIFEST_BYTES, MANIFEST_PREFIX, TAG_PREFIX } from '../manifests/keys.js';
+import { manifestReferences } from '../manifests/parse.js';
+import { readStoredManifest } from '../manifests/stored.js';
 import type { EvictionTurns } from './turns.js';
 
-const MANIFEST_PREFIX = manifestKey('');
-/** Tag records (see src/manifests/cache.ts): `tag/<upstream>/<repository>:<tag>` → `{ digest, … }`. */
-const TAG_PREFIX = 'tag/';
 
 export interface EvictionOptions {
   storage: Storage;
@@ -97,7 +94,7 @@ interface Node {
 }
 
 export function createEviction(options: EvictionOptions): Eviction {
-  const { storage, events, fills, maxBytes, ttl, interval, batch, maxManifestBytes = 4 * 1024 * 1024, now = Date.now, onError } = options;
+  const { storage, events, fills, maxBytes, ttl, interval, batch, maxManifestBytes = DEFAULT_MAX_MANIFEST_BYTES, now = Date.now, onError } = options;
   const flushInterval = options.flushInterval ?? Math.min(interval, 30_000);
   const { turns } = options;
   const recentMs = options.recentMs ?? 3 * flushInterval;
@@ -208,16 +205,18 @@ export function createEviction(options: EvictionOptions): Eviction {
       unread.delete(digest);
       const node = nodes.get(digest);
       if (!node) continue;
-      const stream = await storage.blobs.read(digest);
-      if (!stream) {
+      let stored;
+      try {
+        stored = await readStoredManifest(storage, digest, maxManifestBytes);
+      } catch {
+        node.refs = [];
+        continue;
+      }
+      if (!stored) {
         remove(digest); // gone behind our back
         continue;
       }
-      try {
-        node.refs = manifestReferences(await readCapped(stream, maxManifestBytes, 'stored manifest'));
-      } catch {
-        node.refs = [];
-      }
+      node.refs = manifestReferences(stored.body);
       for (const ref of node.refs) read.add(ref);
     }
     return read;

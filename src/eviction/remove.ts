@@ -5,7 +5,7 @@
  */
 import { forgetLinks } from '../access/links.js';
 import type { ContentKind } from '../events/index.js';
-import { manifestKey } from '../manifests/cache.js';
+import { manifestKey } from '../manifests/keys.js';
 import type { Storage } from '../storage.js';
 import { ACCESS_PREFIX } from './access.js';
 

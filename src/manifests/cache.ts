@@ -11,6 +11,8 @@
  */
 import { Readable } from 'node:stream';
 import { Links } from '../access/links.js';
+import { DEFAULT_MAX_MANIFEST_BYTES, manifestKey, tagKey } from './keys.js';
+import { readStoredManifest, type ManifestRecord } from './stored.js';
 import { digestOf } from '../digest.js';
 import { OciError, isOciError } from '../errors.js';
 import { discard, header, readCapped } from '../http.js';
@@ -36,11 +38,6 @@ export interface ManifestResult {
   cache: CacheStatus;
 }
 
-interface ManifestRecord {
-  mediaType: string;
-  size: number;
-}
-
 interface TagRecord extends ManifestEntry {
   /** When the upstream last confirmed this mapping (ms since the epoch). */
   checkedAt: number;
@@ -57,9 +54,6 @@ export interface ManifestCacheOptions {
   now?: () => number;
 }
 
-export const manifestKey = (digest: string): string => `manifest/${digest}`;
-/** Tags are per upstream: `nginx:latest` from two registries must never mix. */
-export const tagKey = (t: UpstreamTarget, tag: string): string => `tag/${t.upstream.name}/${t.repository}:${tag}`;
 
 export class ManifestCache {
   private readonly blobs: BlobStore;
@@ -75,7 +69,7 @@ export class ManifestCache {
     this.blobs = options.blobs;
     this.meta = options.meta;
     this.tagTtl = options.tagTtl ?? 300_000;
-    this.max = options.maxManifestBytes ?? 4 * 1024 * 1024;
+    this.max = options.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES;
     this.now = options.now ?? Date.now;
     this.links = options.links ?? new Links(options.meta);
   }
@@ -143,12 +137,8 @@ export class ManifestCache {
 
   /** A manifest from storage, or undefined when its record or its bytes are missing. */
   private async stored(digest: string): Promise<{ entry: ManifestEntry; body: Buffer } | undefined> {
-    const record = await this.meta.get<ManifestRecord>(manifestKey(digest));
-    if (!record) return undefined;
-    const stream = await this.blobs.read(digest);
-    if (!stream) return undefined;
-    const body = await readCapped(stream, this.max, 'stored manifest');
-    return { entry: { digest, mediaType: record.mediaType, size: body.length }, body };
+    const stored = await readStoredManifest({ blobs: this.blobs, meta: this.meta }, digest, this.max);
+    return stored && { entry: { digest, mediaType: stored.mediaType, size: stored.body.length }, body: stored.body };
   }
 
   /** Rejects with the upstream's OCI error unless the route (or a digest fallback of it) has the manifest. */

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { fsStorage } from '../../adapters/fs/index.js';
-import { manifestKey } from '../../src/manifests/cache.js';
+import { manifestKey } from '../../src/manifests/keys.js';
 import { digestOf } from '../../src/digest.js';
 import { MirrorEvents, type CacheEvent, type EvictionEvent } from '../../src/events/index.js';
 import { createEviction, leasedTurns, type Eviction, type EvictionOptions } from '../../src/eviction/index.js';

@@ -1,12 +1,15 @@
 /**
- * What a manifest is made of, for warm-up, listing and purge: an index's child manifests
- * (with their platforms), an image's config and layers, with the sizes its descriptors declare.
+ * What a manifest is made of, the one parser of it: an index's child manifests (with their
+ * platforms), an image's config and layers, with the sizes its descriptors declare. Warm-up,
+ * listing and purge read it whole; eviction only needs what it keeps alive.
  */
-import { manifestKey } from '../manifests/cache.js';
-import { readCapped } from '../http.js';
-import { isValidDigest } from '../eviction/references.js';
-import type { Storage } from '../storage.js';
-import type { Platform } from './image-ref.js';
+import { isValidDigest } from '../reference.js';
+
+export interface Platform {
+  os: string;
+  architecture: string;
+  variant?: string;
+}
 
 export interface Descriptor {
   digest: string;
@@ -66,9 +69,12 @@ function platformOf(p: Record<string, unknown>): Partial<Platform> {
   return { os: str(p.os), architecture: str(p.architecture), variant: str(p.variant) };
 }
 
-/** A cached manifest's bytes: undefined when its record or its bytes are gone. */
-export async function readStoredManifest(storage: Storage, digest: string, maxBytes: number): Promise<Buffer | undefined> {
-  if (!(await storage.meta.get(manifestKey(digest)))) return undefined;
-  const stream = await storage.blobs.read(digest);
-  return stream ? readCapped(stream, maxBytes, 'stored manifest') : undefined;
+/**
+ * What a manifest keeps alive: its config and layers, an index's child manifests, an artifact's
+ * blobs, a schema 1 manifest's layers. Not its `subject`: a signature or SBOM that points at an
+ * image must not keep the image cached.
+ */
+export function manifestReferences(body: Buffer): string[] {
+  const parsed = parseManifest(body);
+  return (parsed.kind === 'index' ? parsed.manifests : parsed.blobs).map((d) => d.digest);
 }
