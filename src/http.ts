@@ -1,7 +1,7 @@
 /** Small HTTP helpers shared by the middlewares. */
 import type { Readable } from 'node:stream';
 import { OciError } from './errors.js';
-import { readCapped as readBody } from './upstream/body.js';
+import { readWithin } from './upstream/body.js';
 
 export function header(headers: Record<string, string | string[] | undefined>, name: string): string | undefined {
   const v = headers[name];
@@ -10,11 +10,11 @@ export function header(headers: Record<string, string | string[] | undefined>, n
 
 /**
  * Reads a whole (small) body, refusing more than `max` bytes with an OCI error; the stream is
- * destroyed either way. The capped read itself is the upstream client's.
+ * destroyed either way. `readWithin` is the same read for callers to whom too large is an answer.
  */
 export async function readCapped(body: Readable, max: number, what = 'response'): Promise<Buffer> {
   try {
-    const bytes = await readBody(body, max);
+    const bytes = await readWithin(body, max);
     if (bytes === undefined) throw new OciError('SIZE_INVALID', `${what} is larger than ${max} bytes`, { status: 502 });
     return bytes;
   } finally {

@@ -11,6 +11,7 @@
  */
 import { Readable } from 'node:stream';
 import { Links } from '../access/links.js';
+import type { CacheResult } from '../events/index.js';
 import { DEFAULT_MAX_MANIFEST_BYTES, manifestKey, tagKey } from './keys.js';
 import { readStoredManifest, type ManifestRecord } from './stored.js';
 import { digestOf } from '../digest.js';
@@ -30,12 +31,11 @@ export interface ManifestEntry {
   size: number;
 }
 
-export type CacheStatus = 'HIT' | 'MISS' | 'REVALIDATED' | 'STALE';
 
 export interface ManifestResult {
   entry: ManifestEntry;
   body: Buffer;
-  cache: CacheStatus;
+  cache: Exclude<CacheResult, 'JOIN'>;
 }
 
 interface TagRecord extends ManifestEntry {
@@ -118,7 +118,7 @@ export class ManifestCache {
     // Another tag may already have brought this digest in.
     const known = upstreamDigest ? await this.stored(upstreamDigest) : undefined;
     let result: { entry: ManifestEntry; body: Buffer };
-    let status: CacheStatus = 'MISS';
+    let status: CacheResult = 'MISS';
     if (known) {
       await this.links.add(known.entry.digest, target);
       result = known;

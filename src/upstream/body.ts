@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream';
  * stream is destroyed as soon as that is known, so an endless body costs no more than `limit`).
  * Rejects when the stream errors (a body timeout, a reset).
  */
-export async function readCapped(body: Readable, limit: number): Promise<Buffer | undefined> {
+export async function readWithin(body: Readable, limit: number): Promise<Buffer | undefined> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of body as AsyncIterable<Buffer | string>) {

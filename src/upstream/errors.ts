@@ -5,7 +5,7 @@
  */
 import { OciError } from '../errors.js';
 import type { OciErrorOptions } from '../errors.js';
-import { readCapped } from './body.js';
+import { readWithin } from './body.js';
 import type { UpstreamResponse } from './types.js';
 
 const ERROR_BODY_LIMIT = 64 * 1024;
@@ -45,7 +45,7 @@ export async function upstreamError(
 async function readDetail(res: UpstreamResponse): Promise<UpstreamErrorDetail | undefined> {
   let body: Buffer | undefined;
   try {
-    body = await readCapped(res.body, ERROR_BODY_LIMIT);
+    body = await readWithin(res.body, ERROR_BODY_LIMIT);
   } catch {
     return undefined; // a body that fails mid-way has nothing to say
   }

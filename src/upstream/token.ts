@@ -10,7 +10,7 @@ import { getDomain } from 'tldts';
 import type { Dispatcher } from 'undici';
 import { deadline } from '../deadline.js';
 import { OciError } from '../errors.js';
-import { discard, readCapped } from './body.js';
+import { discard, readWithin } from './body.js';
 import { shortReason } from './reason.js';
 import type { UpstreamCredentials } from './types.js';
 
@@ -125,7 +125,7 @@ export function createTokenSource(options: TokenSourceOptions): TokenSource {
         await discard(res.body);
         throw refusal(server, res.statusCode, credentials !== undefined);
       }
-      body = await readCapped(res.body, TOKEN_BODY_LIMIT);
+      body = await readWithin(res.body, TOKEN_BODY_LIMIT);
     } catch (err) {
       if (err instanceof OciError) throw err;
       throw new OciError('UNAVAILABLE', `${server} unreachable: ${shortReason(err)}`, { cause: err });
