@@ -6,12 +6,12 @@
  *   client's own credentials to that upstream (and to no other), and before anything cached
  *   is served it has the upstream confirm that this client may read the repository.
  */
-import { timingSafeEqual } from 'node:crypto';
 import type { Middleware } from 'koa';
 import picomatch from 'picomatch';
 import { OciError, isOciError, type ErrorCode } from '../../src/errors.js';
 import { discard } from '../../src/http.js';
 import { MANIFEST_ACCEPT } from '../../src/media-types.js';
+import { secretMatcher } from '../../src/secrets.js';
 import type { OciRoute, UpstreamTarget } from '../../src/state.js';
 import '../../src/state.js';
 import { credentialIdentity } from '../../src/upstream/token.js';
@@ -54,13 +54,12 @@ export interface MirrorAuthOptions {
 const unauthorized = (message: string) => new OciError('UNAUTHORIZED', message, { headers: { 'WWW-Authenticate': BASIC_CHALLENGE } });
 
 export function clientIdentity({ htpasswd, tokens = [] }: ClientIdentityOptions): ClientIdentity {
-  const tokenBytes = tokens.map((t) => ({ name: t.name, bytes: Buffer.from(t.token) }));
+  const known = tokens.map((t) => ({ name: t.name, matches: secretMatcher(t.token) }));
 
   function tokenName(token: string): string | undefined {
-    const given = Buffer.from(token);
     // Compare against every token, in constant time each: no early exit to time.
     let found: string | undefined;
-    for (const t of tokenBytes) if (t.bytes.length === given.length && timingSafeEqual(t.bytes, given)) found ??= t.name;
+    for (const t of known) if (t.matches(token)) found ??= t.name;
     return found;
   }
 
