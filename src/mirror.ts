@@ -12,6 +12,7 @@ import { ManifestCache, manifestCache } from '../middleware/manifests/index.js';
 import { fillRelay } from '../middleware/replication/index.js';
 import { ociRequest } from '../middleware/request/index.js';
 import { createRouting, upstreamSelect, type Routing, type RoutingOptions } from '../middleware/upstream/index.js';
+import { isProtected } from './access/rules.js';
 import { ConfigError, parseConfig, type MirrorConfig, type MirrorConfigInput } from './config.js';
 import { readSecret } from './secrets.js';
 import { MirrorEvents, observeFills, observeUpstream, onResponseEnd } from './events/index.js';
@@ -92,7 +93,7 @@ function upstreamCredentials(u: MirrorConfig['upstreams'][number]): UpstreamCred
 /** How the mirror recognizes its clients, when the config protects it. */
 function identityFrom(config: MirrorConfig): ClientIdentity | undefined {
   const { auth } = config;
-  if (auth.htpasswd === undefined && auth.tokens.length === 0) return undefined;
+  if (!isProtected(auth)) return undefined;
   let users;
   try {
     users = auth.htpasswd === undefined ? undefined : loadHtpasswd(auth.htpasswd);

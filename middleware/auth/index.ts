@@ -7,7 +7,7 @@
  *   is served it has the upstream confirm that this client may read the repository.
  */
 import type { Middleware } from 'koa';
-import picomatch from 'picomatch';
+import { pullRules, type AccessRule } from '../../src/access/rules.js';
 import { OciError, isOciError, type ErrorCode } from '../../src/errors.js';
 import { discard } from '../../src/http.js';
 import { MANIFEST_ACCEPT } from '../../src/media-types.js';
@@ -21,13 +21,7 @@ import type { Htpasswd } from './htpasswd.js';
 
 export { BASIC_CHALLENGE, presented } from './credentials.js';
 export { htpasswd, loadHtpasswd, parseHtpasswd, type Htpasswd } from './htpasswd.js';
-
-export interface AccessRule {
-  /** User or token names; `*` for every authenticated client. */
-  users: readonly string[];
-  /** Globs on `<registry>/<repository>`, e.g. `docker.io/library/*`, `ghcr.io/acme/**`. */
-  repositories: readonly string[];
-}
+export type { AccessRule } from '../../src/access/rules.js';
 
 export interface ClientIdentityOptions {
   htpasswd?: Htpasswd;
@@ -89,14 +83,7 @@ export const requireClient = ({ identify }: { identify: ClientIdentity }): Middl
   };
 
 export const mirrorAuth = ({ identify, anonymous = [], rules, exempt }: MirrorAuthOptions): Middleware => {
-  const anonymousMay = anonymous.length ? picomatch([...anonymous]) : () => false;
-  const compiled = rules?.map((r) => ({ users: new Set(r.users), match: picomatch([...r.repositories]) }));
-
-  const may = (name: string | undefined, repository: string): boolean => {
-    if (name === undefined) return anonymousMay(repository);
-    if (!compiled) return true;
-    return compiled.some((r) => (r.users.has(name) || r.users.has('*')) && r.match(repository));
-  };
+  const may = pullRules({ anonymous, rules });
 
   return async function mirrorAuth(ctx, next) {
     const route = ctx.state.oci;
