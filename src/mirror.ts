@@ -15,6 +15,7 @@ import { ociRequest } from '../middleware/request/index.js';
 import { upstreamSelect } from '../middleware/upstream/index.js';
 import { createRouting, type Routing, type RoutingOptions } from './upstream/routing.js';
 import { Links } from './access/links.js';
+import { isProtected } from './access/rules.js';
 import { ConfigError, parseConfig, type MirrorConfig, type MirrorConfigInput } from './config.js';
 import { readSecret } from './secrets.js';
 import { MirrorEvents, observeFills, observeUpstream, onResponseEnd } from './events/index.js';
@@ -97,7 +98,7 @@ function upstreamCredentials(u: MirrorConfig['upstreams'][number]): UpstreamCred
 /** How the mirror recognizes its clients, when the config protects it. */
 function identityFrom(config: MirrorConfig): ClientIdentity | undefined {
   const { auth } = config;
-  if (auth.htpasswd === undefined && auth.tokens.length === 0) return undefined;
+  if (!isProtected(auth)) return undefined;
   let users;
   try {
     users = auth.htpasswd === undefined ? undefined : loadHtpasswd(auth.htpasswd);

@@ -3,6 +3,7 @@
  * or an environment variable, at start-up. A missing one is a config error naming the key;
  * the value itself is never part of any message.
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { ConfigError } from './config.js';
 
@@ -28,4 +29,18 @@ export function readSecret(source: SecretSource, key: string): string | undefine
     return v;
   }
   return undefined;
+}
+
+/**
+ * Checks a presented secret against `expected` in constant time. Both sides are hashed first:
+ * `timingSafeEqual` needs equal lengths, and checking the lengths before it would tell a
+ * caller, by how fast a wrong guess fails, how long the secret is.
+ */
+export function secretMatcher(expected: string): (presented: string) => boolean {
+  const want = sha256(expected);
+  return (presented) => timingSafeEqual(sha256(presented), want);
+}
+
+function sha256(value: string): Buffer {
+  return createHash('sha256').update(value).digest();
 }

@@ -4,14 +4,15 @@
  * closes what is left.
  */
 import { once } from 'node:events';
-import { createServer, type Server } from 'node:http';
+import { createServer, STATUS_CODES, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import Router from '@koa/router';
 import Koa from 'koa';
 import type { Logger } from 'pino';
 import { requestLog, requestLogger } from '../middleware/logging/index.js';
 import { adminApi } from './admin/api.js';
-import { isOciError } from './errors.js';
+import { isOciError, OciError } from './errors.js';
 import { parseConfig, parseListen, type MirrorConfig, type MirrorConfigInput } from './config.js';
 import { readSecret } from './secrets.js';
 import { metricsEndpoint } from '../middleware/metrics/index.js';
@@ -57,6 +58,36 @@ const ROUTINE = new Set(['/healthz', '/readyz', '/metrics', '/_mirror/status.jso
 
 /** Errors that only say a client went away; not worth a log line. */
 const CLIENT_GONE = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE', 'ERR_STREAM_DESTROYED']);
+
+/** How long a connection refused by the parser stays open for the client to read the answer. */
+const LINGER_MS = 2_000;
+
+/** What Node's parser refuses with: a status other than 400 where one says more. */
+const PARSER_REFUSALS: Partial<Record<string, [status: number, message: string]>> = {
+  HPE_HEADER_OVERFLOW: [431, 'request header fields too large'],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'request not received in time'],
+};
+
+/**
+ * Answers a request Node's HTTP parser refused before koa saw it, in the OCI error envelope
+ * as everything else the mirror refuses, then closes the connection: after a parse error
+ * nothing more can be read from it.
+ */
+function refuseUnparsed(err: NodeJS.ErrnoException, socket: Duplex): void {
+  // The response to an earlier request on this connection may be under way: bytes of ours would corrupt it.
+  const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (err.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) {
+    socket.destroy();
+    return;
+  }
+  const [status, message] = PARSER_REFUSALS[err.code ?? ''] ?? [400, 'malformed request'];
+  const body = JSON.stringify(new OciError('UNKNOWN', message, { status }).toJSON());
+  const head = [`HTTP/1.1 ${status} ${STATUS_CODES[status]}`, 'Content-Type: application/json', `Content-Length: ${Buffer.byteLength(body)}`, 'Connection: close'];
+  socket.end(`${head.join('\r\n')}\r\n\r\n${body}`);
+  // Not destroyed at once: closing on request bytes still unread sends a reset, which can make
+  // the client drop the answer unread. A client that never closes its side is cut after a while.
+  setTimeout(() => socket.destroy(), LINGER_MS).unref();
+}
 
 export async function startServer(input: MirrorConfigInput | MirrorConfig = {}, options: ServerOptions = {}): Promise<MirrorServer> {
   const config = parseConfig(input);
@@ -107,6 +138,11 @@ export async function startServer(input: MirrorConfigInput | MirrorConfig = {}, 
   app.use(mirror);
 
   const server = createServer({ highWaterMark: RESPONSE_BUFFER }, app.callback());
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    // Only the code: the error carries the raw request bytes, credentials and all.
+    logger.debug({ code: err.code }, 'request refused by the HTTP parser');
+    refuseUnparsed(err, socket);
+  });
   // Large layers over slow links: never cut a response for taking long.
   server.requestTimeout = 0;
   const { host, port } = parseListen(config.listen)!;

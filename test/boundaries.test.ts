@@ -38,6 +38,10 @@ describe('dependency boundaries', () => {
     expect([...offenders('src/fill', /^(koa|@koa\/)/), ...offenders('src/upstream', /^(koa|@koa\/)/)]).toEqual([]);
   });
 
+  it('the pull rules and the status collector never import koa or the middlewares', () => {
+    expect([...offenders('src/access', /^(koa|@koa\/|koa-compose)$|\/middleware\//), ...offenders('src/status', /^(koa|@koa\/|koa-compose)$|\/middleware\//)]).toEqual([]);
+  });
+
   it('the checks see imports at all', () => {
     expect(imports(join(ROOT, 'src', 'mirror.ts'))).toContain('koa-compose');
   });

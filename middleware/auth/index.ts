@@ -6,12 +6,12 @@
  *   client's own credentials to that upstream (and to no other), and before anything cached
  *   is served it has the upstream confirm that this client may read the repository.
  */
-import { timingSafeEqual } from 'node:crypto';
 import type { Middleware } from 'koa';
-import picomatch from 'picomatch';
+import { pullRules, type AccessRule } from '../../src/access/rules.js';
 import { OciError, isOciError, type ErrorCode } from '../../src/errors.js';
 import { discard } from '../../src/http.js';
 import { MANIFEST_ACCEPT } from '../../src/media-types.js';
+import { secretMatcher } from '../../src/secrets.js';
 import type { OciRoute, UpstreamTarget } from '../../src/state.js';
 import '../../src/state.js';
 import { credentialIdentity } from '../../src/upstream/token.js';
@@ -21,13 +21,7 @@ import type { Htpasswd } from './htpasswd.js';
 
 export { BASIC_CHALLENGE, presented } from './credentials.js';
 export { htpasswd, loadHtpasswd, parseHtpasswd, type Htpasswd } from './htpasswd.js';
-
-export interface AccessRule {
-  /** User or token names; `*` for every authenticated client. */
-  users: readonly string[];
-  /** Globs on `<registry>/<repository>`, e.g. `docker.io/library/*`, `ghcr.io/acme/**`. */
-  repositories: readonly string[];
-}
+export type { AccessRule } from '../../src/access/rules.js';
 
 export interface ClientIdentityOptions {
   htpasswd?: Htpasswd;
@@ -54,13 +48,12 @@ export interface MirrorAuthOptions {
 const unauthorized = (message: string) => new OciError('UNAUTHORIZED', message, { headers: { 'WWW-Authenticate': BASIC_CHALLENGE } });
 
 export function clientIdentity({ htpasswd, tokens = [] }: ClientIdentityOptions): ClientIdentity {
-  const tokenBytes = tokens.map((t) => ({ name: t.name, bytes: Buffer.from(t.token) }));
+  const known = tokens.map((t) => ({ name: t.name, matches: secretMatcher(t.token) }));
 
   function tokenName(token: string): string | undefined {
-    const given = Buffer.from(token);
     // Compare against every token, in constant time each: no early exit to time.
     let found: string | undefined;
-    for (const t of tokenBytes) if (t.bytes.length === given.length && timingSafeEqual(t.bytes, given)) found ??= t.name;
+    for (const t of known) if (t.matches(token)) found ??= t.name;
     return found;
   }
 
@@ -90,14 +83,7 @@ export const requireClient = ({ identify }: { identify: ClientIdentity }): Middl
   };
 
 export const mirrorAuth = ({ identify, anonymous = [], rules, exempt }: MirrorAuthOptions): Middleware => {
-  const anonymousMay = anonymous.length ? picomatch([...anonymous]) : () => false;
-  const compiled = rules?.map((r) => ({ users: new Set(r.users), match: picomatch([...r.repositories]) }));
-
-  const may = (name: string | undefined, repository: string): boolean => {
-    if (name === undefined) return anonymousMay(repository);
-    if (!compiled) return true;
-    return compiled.some((r) => (r.users.has(name) || r.users.has('*')) && r.match(repository));
-  };
+  const may = pullRules({ anonymous, rules });
 
   return async function mirrorAuth(ctx, next) {
     const route = ctx.state.oci;

@@ -5,11 +5,11 @@
  * committed (not only verified), so the reader finds it stored when its own copy ends and
  * does not upload it again. Answers only requests that carry the shared secret.
  */
-import { timingSafeEqual } from 'node:crypto';
 import type { Middleware } from 'koa';
 import type { Fills } from '../../src/fill/index.js';
 import { parseDigest, type Digest } from '../../src/reference.js';
 import { FILLS_PATH, REPLICA_SECRET_HEADER } from '../../src/replication/relay.js';
+import { secretMatcher } from '../../src/secrets.js';
 import type { BlobStore } from '../../src/storage.js';
 
 export interface FillRelayOptions {
@@ -19,11 +19,10 @@ export interface FillRelayOptions {
 }
 
 export const fillRelay = ({ fills, blobs, secret }: FillRelayOptions): Middleware => {
-  const expected = Buffer.from(secret);
+  const matches = secretMatcher(secret);
   return async function fillRelay(ctx, next) {
     if (!ctx.path.startsWith(FILLS_PATH)) return next();
-    const given = Buffer.from(ctx.get(REPLICA_SECRET_HEADER));
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+    if (!matches(ctx.get(REPLICA_SECRET_HEADER))) {
       ctx.status = 401;
       return;
     }

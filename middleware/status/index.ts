@@ -23,7 +23,8 @@ export interface StatusPageOptions {
   /**
    * Runs before anything of the page is served; answers or throws to refuse (errors are sent in
    * the OCI error shape, with their headers, such as a Basic challenge). The standalone server
-   * passes `requireClient` when the mirror is protected.
+   * passes `requireClient` when the mirror is protected. The client it leaves in
+   * `ctx.state.client` is the viewer status.json is cut for; without one, an anonymous viewer.
    */
   authorize?: Middleware;
 }
@@ -102,7 +103,8 @@ export const statusPage = ({ status, prefix = '/_mirror', refresh = 5000, author
     if (path === `${base}/status.json`) {
       ctx.set(SECURITY_HEADERS);
       ctx.set('Cache-Control', 'no-store');
-      ctx.body = await status.snapshot();
+      // The viewer `authorize` recognized, if any: the snapshot holds only what it may pull.
+      ctx.body = await status.snapshot(ctx.state.client?.name);
       return;
     }
     if (path.startsWith(assetPrefix)) {

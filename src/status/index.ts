@@ -1,7 +1,8 @@
 /**
  * What the status page shows, collected for one mirror: figures from its metrics registry,
  * their history, upstream health as `/readyz` reports it, fills in flight, and the largest and
- * most pulled repositories. The page (`middleware/status`) only renders `snapshot()`.
+ * most pulled repositories, each as far as its viewer may see them (privacy.ts). The page
+ * (`middleware/status`) only renders `snapshot(client)`.
  */
 import type { Registry } from 'prom-client';
 import { listCached, type CachedImage } from '../admin/index.js';
@@ -13,7 +14,7 @@ import type { Upstream } from '../upstream/types.js';
 import { hitRatio, readFigures } from './figures.js';
 import { trackFills, type FillStatus } from './fills.js';
 import { createLargest, type LargestReport } from './largest.js';
-import { privateUpstreams, repositoryLabel } from './privacy.js';
+import { privateUpstreams, viewers, type AuthSettings } from './privacy.js';
 import { createPullCounter } from './pulls.js';
 import { createSampler, type SeriesPoint } from './series.js';
 
@@ -21,9 +22,9 @@ export { Ring } from './ring.js';
 export { readFigures, hitRatio, METRIC, type Figures } from './figures.js';
 export { createSampler, type Sample, type Sampler, type SamplerOptions, type SeriesPoint } from './series.js';
 export { createPullCounter, OTHER, type PullCounter } from './pulls.js';
-export { trackFills, type FillStatus, type FillTracker } from './fills.js';
+export { trackFills, type FillStatus, type FillsReport, type FillTracker } from './fills.js';
 export { aggregate, createLargest, type Largest, type LargestOptions, type LargestReport, type RepositorySize } from './largest.js';
-export { privateUpstreams, repositoryLabel, type RepositoryLabel } from './privacy.js';
+export { privateUpstreams, viewers, type AuthSettings, type Visible } from './privacy.js';
 
 /** The parts of a mirror the status reads; a `Mirror` has all of them. */
 export interface StatusSource {
@@ -34,6 +35,8 @@ export interface StatusSource {
   readonly config: {
     readonly upstreams: ReadonlyArray<{ name: string; private?: boolean; forwardCredentials?: boolean }>;
     readonly cache: { readonly maxManifestBytes: number };
+    /** The mirror's own logins and pull rules; absent, the mirror is not protected. */
+    readonly auth?: AuthSettings;
   };
 }
 
@@ -46,11 +49,11 @@ export interface StatusOptions {
   maxRepositories?: number;
   /** Rows in the largest and most pulled tables. Default 10. */
   top?: number;
-  /** Fills listed (the count is always whole). Default 50. */
+  /** Fills listed (`totals.fillsInFlight` counts them all). Default 50. */
   maxFills?: number;
   /** How long the largest repositories are reused before storage is read again, ms. Default 60 s. */
   largestTtl?: number;
-  /** Upstreams whose repository names the page must not show. Default: those `private` or `forwardCredentials` in the config. */
+  /** Upstreams of which the page shows nothing by name. Default: those `private` or `forwardCredentials` in the config. */
   privateUpstreams?: Iterable<string>;
   /** What is cached; default `listCached` over the mirror's storage. */
   listImages?: () => Promise<CachedImage[]>;
@@ -81,12 +84,18 @@ export interface StatusSnapshot {
   series: SeriesPoint[];
   upstreams: UpstreamStatus[];
   fills: FillStatus[];
+  /** Fills in flight the viewer is not shown (see FillsReport.hidden). */
+  hiddenFills: number;
   largest: LargestReport;
   pulled: Array<{ repository: string; pulls: number }>;
 }
 
 export interface Status {
-  snapshot(): Promise<StatusSnapshot>;
+  /**
+   * What `client` may see: a user's or token's name as the mirror verified it, undefined for
+   * an anonymous viewer. On a mirror that is not protected every viewer sees the same.
+   */
+  snapshot(client?: string): Promise<StatusSnapshot>;
   /** Stops the sampler and the listeners; the last snapshot stays readable. */
   close(): void;
 }
@@ -101,7 +110,9 @@ export function createStatus(mirror: StatusSource, metrics: { readonly registry:
     largestTtl = 60_000,
     onError,
   } = options;
-  const label = repositoryLabel(options.privateUpstreams ?? privateUpstreams(mirror.config.upstreams));
+  const privateNames = new Set(options.privateUpstreams ?? privateUpstreams(mirror.config.upstreams));
+  const open = (upstream: string) => !privateNames.has(upstream);
+  const visibleTo = viewers(mirror.config.auth);
   const { registry } = metrics;
   const startedAt = Date.now();
 
@@ -116,19 +127,21 @@ export function createStatus(mirror: StatusSource, metrics: { readonly registry:
   });
   const pulls = createPullCounter(maxRepositories);
   const offPulls = mirror.events.on('cache', (e) => {
-    if (e.kind === 'manifest' && e.method === 'GET') pulls.count(label(e.upstream, e.repository));
+    if (e.kind === 'manifest' && e.method === 'GET' && open(e.upstream)) pulls.count(`${e.upstream}/${e.repository}`);
   });
-  const fills = trackFills(mirror.events, mirror.fills, label);
+  const fills = trackFills(mirror.events, mirror.fills, open);
+  const listImages = options.listImages ?? (() => listCached({ storage: mirror.storage, maxManifestBytes: mirror.config.cache.maxManifestBytes }));
   const largest = createLargest({
-    list: options.listImages ?? (() => listCached({ storage: mirror.storage, maxManifestBytes: mirror.config.cache.maxManifestBytes })),
-    label,
+    list: async () => (await listImages()).filter((image) => open(image.upstream)),
     ttlMs: largestTtl,
     limit: top,
   });
 
   return {
-    async snapshot() {
+    async snapshot(client) {
+      const visible = visibleTo?.(client);
       const f = await readFigures(registry);
+      const inFlight = fills.snapshot(maxFills, visible);
       return {
         now: Date.now(),
         startedAt,
@@ -145,9 +158,10 @@ export function createStatus(mirror: StatusSource, metrics: { readonly registry:
         },
         series: sampler.series(),
         upstreams: mirror.upstreams.map((u) => ({ ...summarize(u), ...(f.upstreams.get(u.name) ?? { requests: 0, errors: 0 }) })),
-        fills: fills.snapshot(maxFills),
-        largest: largest.current(),
-        pulled: pulls.top(top),
+        fills: inFlight.fills,
+        hiddenFills: inFlight.hidden,
+        largest: largest.current(visible),
+        pulled: pulls.top(top, visible),
       };
     },
     close() {

@@ -5,7 +5,7 @@
  * answer (or "computing") while a new one is under way.
  */
 import type { CachedImage } from '../admin/index.js';
-import type { RepositoryLabel } from './privacy.js';
+import type { Visible } from './privacy.js';
 
 export interface RepositorySize {
   repository: string;
@@ -28,21 +28,25 @@ export interface LargestReport {
 }
 
 export interface LargestOptions {
+  /** The images whose repositories may be shown at all. */
   list: () => Promise<CachedImage[]>;
-  label: RepositoryLabel;
   ttlMs: number;
+  /** Rows in a report. */
   limit: number;
   now?: () => number;
 }
 
 export interface Largest {
-  /** The last answer; starts a new computation when it is older than `ttlMs`. */
-  current(): LargestReport;
+  /**
+   * The last answer, as far as `visible` lets the viewer see it (absent: every row); starts a
+   * new computation when it is older than `ttlMs`.
+   */
+  current(visible?: Visible): LargestReport;
   /** Resolves when the computation under way (if any) has ended; for tests and shutdown. */
   settled(): Promise<void>;
 }
 
-export function createLargest({ list, label, ttlMs, limit, now = Date.now }: LargestOptions): Largest {
+export function createLargest({ list, ttlMs, limit, now = Date.now }: LargestOptions): Largest {
   let last: { repositories: RepositorySize[]; at: number; error?: string } | undefined;
   let running: Promise<void> | undefined;
 
@@ -50,7 +54,8 @@ export function createLargest({ list, label, ttlMs, limit, now = Date.now }: Lar
     running ??= list()
       .then(
         (images) => {
-          last = { repositories: aggregate(images, label).slice(0, limit), at: now() };
+          // Every row is kept: which of them make a viewer's top `limit` depends on the viewer.
+          last = { repositories: aggregate(images), at: now() };
         },
         (err: unknown) => {
           last = { repositories: last?.repositories ?? [], at: now(), error: describe(err) };
@@ -62,9 +67,11 @@ export function createLargest({ list, label, ttlMs, limit, now = Date.now }: Lar
   }
 
   return {
-    current() {
+    current(visible) {
       if (!last || now() - last.at >= ttlMs) refresh();
-      const report: LargestReport = { repositories: last?.repositories ?? [], computedAt: last?.at ?? null, pending: running !== undefined };
+      const rows = last?.repositories ?? [];
+      const repositories = (visible ? rows.filter((r) => visible(r.repository)) : rows).slice(0, limit);
+      const report: LargestReport = { repositories, computedAt: last?.at ?? null, pending: running !== undefined };
       if (last?.error !== undefined) report.error = last.error;
       return report;
     },
@@ -72,10 +79,10 @@ export function createLargest({ list, label, ttlMs, limit, now = Date.now }: Lar
   };
 }
 
-export function aggregate(images: readonly CachedImage[], label: RepositoryLabel): RepositorySize[] {
+export function aggregate(images: readonly CachedImage[]): RepositorySize[] {
   const repos = new Map<string, { digests: Map<string, number>; tags: number }>();
   for (const image of images) {
-    const name = label(image.upstream, image.repository);
+    const name = `${image.upstream}/${image.repository}`;
     let repo = repos.get(name);
     if (!repo) repos.set(name, (repo = { digests: new Map(), tags: 0 }));
     repo.tags++;

@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';
 import { raw } from '../helpers/http.js';
@@ -95,5 +96,59 @@ describe('the /v2/ API surface', () => {
     const res = await oci('/v2/team/app/nothing-here');
     expect(res.status).toBe(404);
     expect(res.code).toBe('NAME_UNKNOWN');
+  });
+});
+
+/** Sends `request` as is and reads until the server closes the connection (bounded). */
+function exchange(request: string): Promise<{ text: string; closed: boolean }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(mirror.port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve({ text: Buffer.concat(chunks).toString(), closed: false });
+    }, 10_000);
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve({ text: Buffer.concat(chunks).toString(), closed: true });
+    });
+    socket.end(request);
+  });
+}
+
+function parse(text: string) {
+  const [head = '', body = ''] = text.split('\r\n\r\n');
+  const [statusLine = '', ...lines] = head.split('\r\n');
+  const headers = Object.fromEntries(lines.map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]));
+  return { status: Number(statusLine.split(' ')[1]), headers, body };
+}
+
+// Requests Node's HTTP parser refuses before koa sees them, sent over a raw socket (a client
+// library would not send them).
+describe('requests the HTTP parser refuses', () => {
+  it.each([
+    ['a malformed request line', 'GET /v2/ HTTP/1.1 nonsense\r\nHost: x\r\n\r\n', 400],
+    ['a header without a colon', 'GET /v2/ HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n', 400],
+    ['headers past the size limit', `GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431],
+  ])('answer %s with the OCI envelope, close the connection, and the server serves on', async (_what, request, status) => {
+    const answer = await exchange(request);
+    expect(answer.closed).toBe(true);
+    const res = parse(answer.text);
+    expect(res.status).toBe(status);
+    expect(res.headers['content-type']).toBe('application/json');
+    expect(res.headers.connection).toBe('close');
+    expect(Number(res.headers['content-length'])).toBe(Buffer.byteLength(res.body));
+    const errors = (JSON.parse(res.body) as { errors: Array<{ code: string; message: string }> }).errors;
+    expect(errors).toHaveLength(1);
+    expect(errors[0]!.code).toBe('UNKNOWN');
+    expect(errors[0]!.message).toMatch(/\w/);
+
+    const after = await raw(`${mirror.url}/v2/`);
+    expect(after.status).toBe(200);
   });
 });

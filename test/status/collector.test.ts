@@ -1,4 +1,4 @@
-/** The status collector without a browser or a server: sampling, caps, fills and the privacy rule. */
+/** The status collector without a browser or a server: sampling, caps, fills and what each viewer may see. */
 import { describe, expect, it } from 'vitest';
 import type { CachedImage } from '../../src/admin/index.js';
 import { MirrorEvents, type CacheEvent } from '../../src/events/index.js';
@@ -11,7 +11,6 @@ import {
   createSampler,
   createStatus,
   readFigures,
-  repositoryLabel,
   Ring,
   trackFills,
   type StatusSource,
@@ -123,25 +122,31 @@ describe('most pulled repositories', () => {
 });
 
 describe('largest repositories', () => {
-  const label = repositoryLabel([SECRET]);
-
-  it('counts an image once per repository however many tags name it, and hides private repositories', () => {
-    const rows = aggregate(
-      [
-        image(PUBLIC, 'team/app', '1.0', 'sha256:1', 100),
-        image(PUBLIC, 'team/app', 'latest', 'sha256:1', 100),
-        image(PUBLIC, 'team/app', '0.9', 'sha256:2', 50),
-        image(PUBLIC, 'team/small', '1.0', 'sha256:3', 10),
-        image(SECRET, 'acme/payroll', '1.0', 'sha256:4', 500),
-        image(SECRET, 'acme/hr', '1.0', 'sha256:5', 5),
-      ],
-      label,
-    );
+  it('counts an image once per repository however many tags name it', () => {
+    const rows = aggregate([
+      image(PUBLIC, 'team/app', '1.0', 'sha256:1', 100),
+      image(PUBLIC, 'team/app', 'latest', 'sha256:1', 100),
+      image(PUBLIC, 'team/app', '0.9', 'sha256:2', 50),
+      image(PUBLIC, 'team/small', '1.0', 'sha256:3', 10),
+    ]);
     expect(rows).toEqual([
-      { repository: `${SECRET}/(private)`, bytes: 505, tags: 2 },
       { repository: `${PUBLIC}/team/app`, bytes: 150, tags: 3 },
       { repository: `${PUBLIC}/team/small`, bytes: 10, tags: 1 },
     ]);
+  });
+
+  it('gives each viewer its own top rows: those it may see, up to the limit', async () => {
+    const largest = createLargest({
+      list: async () => [image(PUBLIC, 'a', '1', 'sha256:1', 300), image(PUBLIC, 'b', '1', 'sha256:2', 200), image(PUBLIC, 'c', '1', 'sha256:3', 100)],
+      ttlMs: 60_000,
+      limit: 2,
+    });
+    largest.current();
+    await largest.settled();
+    const names = (visible?: (r: string) => boolean) => largest.current(visible).repositories.map((r) => r.repository);
+    expect(names()).toEqual([`${PUBLIC}/a`, `${PUBLIC}/b`]);
+    expect(names((r) => r !== `${PUBLIC}/a`)).toEqual([`${PUBLIC}/b`, `${PUBLIC}/c`]);
+    expect(names(() => false)).toEqual([]);
   });
 
   it('reads storage at most once at a time, reuses the answer for ttlMs, and never waits for it', async () => {
@@ -153,7 +158,7 @@ describe('largest repositories', () => {
       await new Promise<void>((r) => (release = r));
       return [image(PUBLIC, 'team/app', '1.0', 'sha256:1', 100)];
     };
-    const largest = createLargest({ list, label, ttlMs: 60_000, limit: 10, now: () => t });
+    const largest = createLargest({ list, ttlMs: 60_000, limit: 10, now: () => t });
     expect(largest.current()).toEqual({ repositories: [], computedAt: null, pending: true });
     expect(largest.current().pending).toBe(true);
     expect(calls).toBe(1);
@@ -180,7 +185,6 @@ describe('largest repositories', () => {
         if (fail) throw Object.assign(new Error('/secret/path: permission denied'), { code: 'EACCES' });
         return [image(PUBLIC, 'team/app', '1.0', 'sha256:1', 100)];
       },
-      label,
       ttlMs: 10,
       limit: 10,
       now: () => t,
@@ -204,7 +208,7 @@ describe('fills in flight', () => {
     const events = new MirrorEvents();
     const list: Fill[] = [];
     let t = 0;
-    const tracker = trackFills(events, { list: () => list }, repositoryLabel([SECRET]), () => t);
+    const tracker = trackFills(events, { list: () => list }, (u) => u !== SECRET, () => t);
     const blob = (over: Partial<CacheEvent>) => cacheEvent({ kind: 'blob', digest: 'sha256:b1', ...over });
     const served = (over: Partial<CacheEvent>) => ({ ...blob(over), status: 200, bytes: 0, complete: false, durationMs: 1 });
 
@@ -214,38 +218,50 @@ describe('fills in flight', () => {
     events.emit('cache', blob({ result: 'JOIN', repository: 'team/other' }));
     events.emit('cache', blob({ result: 'JOIN', method: 'HEAD' })); // a HEAD reads nothing
     t = 2000;
-    expect(tracker.snapshot(10)).toEqual([
-      { digest: 'sha256:b1', repository: `${PUBLIC}/team/app`, state: 'running', received: 250, size: 1000, percent: 25, rate: 125, clients: 2, startedAt: 0 },
-    ]);
+    expect(tracker.snapshot(10)).toEqual({
+      fills: [{ digest: 'sha256:b1', repository: `${PUBLIC}/team/app`, state: 'running', received: 250, size: 1000, percent: 25, rate: 125, clients: 2, startedAt: 0 }],
+      hidden: 0,
+    });
     events.emit('served', served({ result: 'JOIN' }));
-    expect(tracker.snapshot(10)[0]!.clients).toBe(1);
+    expect(tracker.snapshot(10).fills[0]!.clients).toBe(1);
 
-    // A private upstream's fill: its repository name stays off the page.
-    events.emit('fill:start', { digest: 'sha256:b2' });
-    list.push(fakeFill('sha256:b2', 10, undefined));
-    events.emit('cache', blob({ digest: 'sha256:b2', upstream: SECRET, repository: 'acme/payroll' }));
-    const second = tracker.snapshot(10)[1]!;
-    expect(second).toMatchObject({ repository: `${SECRET}/(private)`, size: null, percent: null });
-    expect(JSON.stringify(tracker.snapshot(10))).not.toContain('payroll');
-    expect(tracker.snapshot(1)).toHaveLength(1);
+    // The viewer sees it by a repository it may pull, whichever request that was.
+    expect(tracker.snapshot(10, (r) => r === `${PUBLIC}/team/other`).fills.map((f) => f.repository)).toEqual([`${PUBLIC}/team/other`]);
+    expect(tracker.snapshot(10, () => false)).toEqual({ fills: [], hidden: 1 });
 
     events.emit('fill:end', { digest: 'sha256:b1', outcome: 'committed', bytes: 1000, source: 'upstream', durationMs: 5 });
     list.shift();
-    // A fill nobody asked for (a warm-up) has no repository.
+    expect(tracker.snapshot(10)).toEqual({ fills: [], hidden: 0 });
+    tracker.stop();
+  });
+
+  it('counts, and names nothing of, fills of private upstreams and fills no client asked for', () => {
+    const events = new MirrorEvents();
+    const list: Fill[] = [];
+    const tracker = trackFills(events, { list: () => list }, (u) => u !== SECRET, () => 0);
+    const blob = (digest: string, over: Partial<CacheEvent> = {}) => cacheEvent({ kind: 'blob', digest, ...over });
+
+    events.emit('fill:start', { digest: 'sha256:b2' });
+    list.push(fakeFill('sha256:b2', 10, 777_777));
+    events.emit('cache', blob('sha256:b2', { upstream: SECRET, repository: 'acme/payroll' }));
+    // A warm-up: no request tells whose it is.
     events.emit('fill:start', { digest: 'sha256:b3' });
     list.push(fakeFill('sha256:b3', 0, 10));
-    expect(tracker.snapshot(10).map((f) => [f.digest, f.repository])).toEqual([
-      ['sha256:b2', `${SECRET}/(private)`],
-      ['sha256:b3', null],
-    ]);
+    // Started before the tracker heard of it.
+    list.push(fakeFill('sha256:b4', 0, 10));
+    const report = tracker.snapshot(10);
+    expect(report).toEqual({ fills: [], hidden: 3 });
+
+    // An open repository's client joins the private fill: the digest is that repository's to pull now.
+    events.emit('cache', blob('sha256:b2', { result: 'JOIN', repository: 'team/base' }));
+    expect(tracker.snapshot(10).fills.map((f) => [f.digest, f.repository, f.clients])).toEqual([['sha256:b2', `${PUBLIC}/team/base`, 2]]);
+    expect(JSON.stringify(tracker.snapshot(10))).not.toContain('payroll');
     tracker.stop();
-    events.emit('cache', blob({ digest: 'sha256:b3' }));
-    expect(tracker.snapshot(10)[1]!.clients).toBe(0);
   });
 });
 
 describe('createStatus', () => {
-  function source(events: MirrorEvents, fills: Fill[] = []): StatusSource {
+  function source(events: MirrorEvents, fills: Fill[] = [], auth?: StatusSource['config']['auth']): StatusSource {
     return {
       events,
       fills: { list: () => fills, size: fills.length } as StatusSource['fills'],
@@ -266,11 +282,12 @@ describe('createStatus', () => {
       config: {
         upstreams: [{ name: PUBLIC, private: false, forwardCredentials: false }, { name: SECRET, private: false, forwardCredentials: true }],
         cache: { maxManifestBytes: 1 << 20 },
+        auth,
       },
     };
   }
 
-  it('takes its figures from the metrics registry, health from the upstreams, and never names a private repository', async () => {
+  it('takes its figures from the metrics registry, health from the upstreams, and shows nothing of a private upstream but counts', async () => {
     const events = new MirrorEvents();
     const mirror = source(events, []);
     const metrics = createMetrics({ events, fills: { size: 0 } });
@@ -307,10 +324,7 @@ describe('createStatus', () => {
         storageBytes: null,
       });
       expect(figures.hits).toBe(3);
-      expect(first.pulled).toEqual([
-        { repository: `${PUBLIC}/team/app`, pulls: 3 },
-        { repository: `${SECRET}/(private)`, pulls: 2 },
-      ]);
+      expect(first.pulled).toEqual([{ repository: `${PUBLIC}/team/app`, pulls: 3 }]);
       expect(first.upstreams).toEqual([
         {
           name: PUBLIC,
@@ -327,11 +341,10 @@ describe('createStatus', () => {
 
       await new Promise((r) => setTimeout(r, 10));
       const later = await status.snapshot();
-      expect(later.largest.repositories).toEqual([
-        { repository: `${SECRET}/(private)`, bytes: 900, tags: 1 },
-        { repository: `${PUBLIC}/team/app`, bytes: 100, tags: 1 },
-      ]);
+      expect(later.largest.repositories).toEqual([{ repository: `${PUBLIC}/team/app`, bytes: 100, tags: 1 }]);
       const text = JSON.stringify(later);
+      expect(text).not.toContain(SECRET + '/');
+      expect(text).not.toContain('900');
       expect(text).not.toContain('payroll');
       expect(text).not.toContain('acme/hr');
       expect(text).not.toContain('u:p@');
@@ -342,5 +355,45 @@ describe('createStatus', () => {
     // Closed: it no longer counts.
     events.emit('cache', cacheEvent({ repository: 'team/after' }));
     expect(JSON.stringify((await status.snapshot()).pulled)).not.toContain('team/after');
+  });
+
+  it('on a protected mirror gives each viewer only the fills, repositories and pulls the pull rules let it pull', async () => {
+    const events = new MirrorEvents();
+    const list: Fill[] = [];
+    const mirror = source(events, list, {
+      htpasswd: '/etc/htpasswd',
+      tokens: [],
+      anonymous: [`${PUBLIC}/library/open`],
+      rules: [
+        { users: ['x'], repositories: [`${PUBLIC}/library/small`] },
+        { users: ['y'], repositories: [`${PUBLIC}/library/medium`] },
+      ],
+    });
+    const metrics = createMetrics({ events, fills: { size: 0 } });
+    const status = createStatus(mirror, metrics, {
+      sampleInterval: 3_600_000,
+      listImages: async () => ['small', 'medium', 'open'].map((r, i) => image(PUBLIC, `library/${r}`, '1', `sha256:${i}`, 100 * (i + 1))),
+    });
+    try {
+      for (const [repository, digest] of [['library/small', 'sha256:f1'], ['library/medium', 'sha256:f2'], ['library/open', 'sha256:f3']] as const) {
+        events.emit('cache', cacheEvent({ repository }));
+        events.emit('fill:start', { digest });
+        list.push(fakeFill(digest, 1, 2));
+        events.emit('cache', cacheEvent({ kind: 'blob', repository, digest }));
+      }
+      await status.snapshot();
+      await new Promise((r) => setTimeout(r, 10));
+      const seen = async (client?: string) => {
+        const s = await status.snapshot(client);
+        return { fills: s.fills.map((f) => f.digest), hiddenFills: s.hiddenFills, largest: s.largest.repositories.map((r) => r.repository), pulled: s.pulled.map((r) => r.repository) };
+      };
+      expect(await seen('x')).toEqual({ fills: ['sha256:f1'], hiddenFills: 2, largest: [`${PUBLIC}/library/small`], pulled: [`${PUBLIC}/library/small`] });
+      expect(await seen('y')).toEqual({ fills: ['sha256:f2'], hiddenFills: 2, largest: [`${PUBLIC}/library/medium`], pulled: [`${PUBLIC}/library/medium`] });
+      expect(await seen(undefined)).toEqual({ fills: ['sha256:f3'], hiddenFills: 2, largest: [`${PUBLIC}/library/open`], pulled: [`${PUBLIC}/library/open`] });
+      expect(await seen('nobody')).toEqual({ fills: [], hiddenFills: 3, largest: [], pulled: [] });
+    } finally {
+      status.close();
+      metrics.stop();
+    }
   });
 });

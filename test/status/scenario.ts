@@ -30,7 +30,8 @@ export interface Scenario {
 
 const timeouts = { connect: '2s', headers: '5s', body: '120s' };
 
-function image(upstream: FakeUpstream, repository: string, tag: string, layerSize: number) {
+/** An image of one random layer, served by the fake upstream under `repository:tag`. */
+export function image(upstream: FakeUpstream, repository: string, tag: string, layerSize: number) {
   const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }));
   const layer = randomBytes(layerSize);
   const configDigest = upstream.addBlob(config);

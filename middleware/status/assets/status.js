@@ -84,7 +84,7 @@ function fillRow(f) {
   progress.prepend(bar);
   tr.append(
     cell(`${f.digest.slice(0, 19)}…`, { className: 'digest', title: f.digest }),
-    cell(f.repository ?? '(no client)', { metric: 'fill-repository' }),
+    cell(f.repository, { metric: 'fill-repository' }),
     progress,
     cell(bytes(f.received), { className: 'num', metric: 'fill-received', value: f.received }),
     cell(bytes(f.size), { className: 'num', metric: 'fill-size', value: f.size ?? '' }),
@@ -166,6 +166,12 @@ function render(s) {
 
   fillTable('upstreams', s.upstreams, 5, upstreamRow);
   fillTable('fills', s.fills, 7, fillRow);
+  // Only a count: which fills they are, and their sizes, are not this viewer's to know.
+  const hidden = $('[data-metric="hidden-fills"]');
+  hidden.textContent = s.hiddenFills
+    ? `${number.format(s.hiddenFills)} ${s.hiddenFills === 1 ? 'fill' : 'fills'} in flight not shown: of private upstreams, of repositories you may not pull, or asked for by no client`
+    : '';
+  hidden.dataset.value = String(s.hiddenFills);
   fillTable('largest', s.largest.repositories, 3, repositoryRow);
   fillTable('pulled', s.pulled, 2, repositoryRow);
   const l = s.largest;
