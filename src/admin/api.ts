@@ -10,11 +10,11 @@
  *   POST /_mirror/admin/gc                                  → GcResult
  *   POST /_mirror/admin/warm   { "images": [...], "platforms": ["linux/arm64"] } → WarmReport
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Middleware, ParameterizedContext } from 'koa';
 import { isOciError } from '../errors.js';
 import { trackPins } from '../eviction/pins.js';
 import { readCapped } from '../http.js';
+import { secretMatcher } from '../secrets.js';
 import type { Mirror } from '../mirror.js';
 import { gc } from './gc.js';
 import { parsePlatform } from './image-ref.js';
@@ -44,7 +44,7 @@ class AdminError extends Error {
 type Handler = (ctx: ParameterizedContext, body: Record<string, unknown>) => Promise<unknown>;
 
 export function adminApi({ mirror, token }: AdminApiOptions): Middleware {
-  const expected = createHash('sha256').update(token).digest();
+  const matches = secretMatcher(token);
   const pins = trackPins(mirror.events);
   const maxManifestBytes = mirror.config.cache.maxManifestBytes;
   /** Purge and gc change the store: one at a time. */
@@ -89,7 +89,7 @@ export function adminApi({ mirror, token }: AdminApiOptions): Middleware {
     if (ctx.path !== ADMIN_PREFIX && !ctx.path.startsWith(`${ADMIN_PREFIX}/`)) return next();
     ctx.set('Cache-Control', 'no-store');
     try {
-      if (!authorized(ctx.get('Authorization'), expected)) {
+      if (!authorized(ctx.get('Authorization'), matches)) {
         ctx.set('WWW-Authenticate', 'Bearer realm="oci-mirror admin"');
         throw new AdminError(401, 'UNAUTHORIZED', 'a valid admin bearer token is required');
       }
@@ -110,10 +110,9 @@ export function adminApi({ mirror, token }: AdminApiOptions): Middleware {
   };
 }
 
-function authorized(header: string, expected: Buffer): boolean {
+function authorized(header: string, matches: (presented: string) => boolean): boolean {
   const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
-  if (!m) return false;
-  return timingSafeEqual(createHash('sha256').update(m[1]!).digest(), expected);
+  return m !== null && matches(m[1]!);
 }
 
 async function jsonBody(ctx: ParameterizedContext): Promise<Record<string, unknown>> {
