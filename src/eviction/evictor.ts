@@ -1,10 +1,7 @@
 /**
- * Eviction in the background: an index of what the store holds (size, kind, last access,
- * references), kept current from the mirror's events, and passes that remove what
- * `planEviction` picks, a bounded number per pass.
- *
- * At start-up one scan builds the index from the store and reconciles metadata with it:
- * manifest and access records whose bytes are gone (a crash between two deletes) are removed.
+ * Eviction in the background, the scheduler: it keeps the index of what the store holds
+ * (store-index.ts) current from the mirror's events, and runs passes that remove what
+ * `planEviction` picks, a bounded number per pass. At start-up one scan builds the index.
  *
  * Replicas over one store (`turns`) see each other's work only through that store: each pass
  * runs on one replica at a time and begins with a fresh scan, which learns what the others
@@ -12,16 +9,15 @@
  * whose shared access time is recent counts as in use: every replica rewrites the access time
  * of what it is serving at each flush, which keeps a long download recent for the others.
  */
-import type { ContentKind, MirrorEvents } from '../events/index.js';
+import type { MirrorEvents } from '../events/index.js';
 import type { Fills } from '../fill/index.js';
 import type { Storage } from '../storage.js';
-import { ACCESS_PREFIX, AccessLog, type AccessRecord } from './access.js';
+import { AccessLog } from './access.js';
 import { trackPins } from './pins.js';
 import { planEviction, type PlanNode, type Victim } from './plan.js';
 import { removeContent } from './remove.js';
-import { DEFAULT_MAX_MANIFEST_BYTES, MANIFEST_PREFIX, TAG_PREFIX } from '../manifests/keys.js';
-import { manifestReferences } from '../manifests/parse.js';
-import { readStoredManifest } from '../manifests/stored.js';
+import { StoreIndex, type IndexNode, type ScanResult } from './store-index.js';
+import { DEFAULT_MAX_MANIFEST_BYTES, TAG_PREFIX } from '../manifests/keys.js';
 import type { EvictionTurns } from './turns.js';
 
 
@@ -65,13 +61,6 @@ export interface EvictionPass {
   elsewhere?: boolean;
 }
 
-export interface ScanResult {
-  objects: number;
-  bytes: number;
-  /** Metadata records removed because their bytes were gone. */
-  reconciled: number;
-}
-
 export interface Eviction {
   /** The start-up scan; passes wait for it. */
   readonly ready: Promise<ScanResult>;
@@ -85,60 +74,31 @@ export interface Eviction {
   close(): Promise<void>;
 }
 
-interface Node {
-  size: number;
-  kind: ContentKind;
-  /** When the index learnt of it: the last access for want of a recorded one. */
-  addedAt: number;
-  refs?: readonly string[];
-}
-
 export function createEviction(options: EvictionOptions): Eviction {
   const { storage, events, fills, maxBytes, ttl, interval, batch, maxManifestBytes = DEFAULT_MAX_MANIFEST_BYTES, now = Date.now, onError } = options;
   const flushInterval = options.flushInterval ?? Math.min(interval, 30_000);
   const { turns } = options;
   const recentMs = options.recentMs ?? 3 * flushInterval;
-  const nodes = new Map<string, Node>();
-  /** Manifests whose references are not read yet. */
-  const unread = new Set<string>();
   /** Responses in progress, per digest: what is being served is never removed. */
   const pins = trackPins(events);
   const access = new AccessLog(storage.meta, now);
-  let bytes = 0;
+  const isPinned = (digest: string) => pins.isServed(digest) || fills.get(digest) !== undefined;
+  const index = new StoreIndex({
+    storage,
+    access,
+    maxManifestBytes,
+    now,
+    isPinned,
+    onGrow: (bytes: number) => {
+      if (maxBytes !== undefined && bytes > maxBytes) schedule(Math.min(interval, 1000));
+    },
+  });
+  const { nodes } = index;
   let closed = false;
   let timer: NodeJS.Timeout | undefined;
   let timerAt = Infinity;
   let running: Promise<EvictionPass> | undefined;
-  /** When the last scan began (now()); a follower rescans at most once an interval. */
-  let scannedAt = -Infinity;
-
-  function add(digest: string, size: number, kind: ContentKind): void {
-    const node = nodes.get(digest);
-    if (node) {
-      // The bytes were there first; the manifest record says what they are.
-      if (kind === 'manifest' && node.kind !== 'manifest') {
-        node.kind = 'manifest';
-        unread.add(digest);
-      }
-      return;
-    }
-    nodes.set(digest, { size, kind, addedAt: now() });
-    bytes += size;
-    if (kind === 'manifest') unread.add(digest);
-    if (maxBytes !== undefined && bytes > maxBytes) schedule(Math.min(interval, 1000));
-  }
-
-  function remove(digest: string): void {
-    const node = nodes.get(digest);
-    if (!node) return;
-    nodes.delete(digest);
-    unread.delete(digest);
-    bytes -= node.size;
-    access.forget(digest);
-  }
-
-  const isPinned = (digest: string) => pins.isServed(digest) || fills.get(digest) !== undefined;
-  const lastAccess = (digest: string, node: Node) => access.get(digest) ?? node.addedAt;
+  const lastAccess = (digest: string, node: IndexNode) => index.lastAccess(digest, node);
   /** Being served or filled here, or (replicas) used recently enough that another replica may be serving it. */
   const inUse = (digest: string, at: number) => {
     if (isPinned(digest)) return true;
@@ -151,90 +111,36 @@ export function createEviction(options: EvictionOptions): Eviction {
     events.on('cache', (e) => {
       access.touch(e.digest);
       // A blob miss has no size yet: its fill adds it once committed.
-      if (e.size !== undefined) add(e.digest, e.size, e.kind);
+      if (e.size !== undefined) index.add(e.digest, e.size, e.kind);
     }),
     events.on('fill:end', (e) => {
-      if (e.outcome === 'committed') add(e.digest, e.bytes, 'blob');
+      if (e.outcome === 'committed') index.add(e.digest, e.bytes, 'blob');
     }),
     // A warm-up stored it (or found it stored): as good as a pull.
     events.on('stored', (e) => {
       access.touch(e.digest);
-      add(e.digest, e.size, e.kind);
+      index.add(e.digest, e.size, e.kind);
     }),
     // An operator's purge removed it behind the index's back.
     events.on('eviction', (e) => {
-      if (e.reason === 'purge') remove(e.digest);
+      if (e.reason === 'purge') index.remove(e.digest);
     }),
     () => pins.stop(),
   ];
 
-  async function scan(): Promise<ScanResult> {
-    let reconciled = 0;
-    const since = now();
-    scannedAt = since;
-    const listed = new Set<string>();
-    for await (const { digest, size } of storage.blobs.list()) {
-      listed.add(digest);
-      add(digest, size, 'blob');
-    }
-    // Gone since the index learnt of it: evicted or purged by another replica. What arrived
-    // during the listing may have been missed by it, and stays.
-    for (const [digest, node] of nodes) if (!listed.has(digest) && node.addedAt < since && !isPinned(digest)) remove(digest);
-    for await (const [key] of storage.meta.list(MANIFEST_PREFIX)) {
-      const digest = key.slice(MANIFEST_PREFIX.length);
-      if (nodes.has(digest)) add(digest, 0, 'manifest');
-      else {
-        // Stored after the listing went past it? Then it is no orphan.
-        const info = await storage.blobs.stat(digest).catch(() => undefined);
-        if (info) add(digest, info.size, 'manifest');
-        else if ((await storage.meta.delete(key)) === true) reconciled++;
-      }
-    }
-    for await (const [key, record] of storage.meta.list<AccessRecord>(ACCESS_PREFIX)) {
-      const digest = key.slice(ACCESS_PREFIX.length);
-      if (nodes.has(digest)) access.merge(digest, record.at);
-      else if (!(await storage.blobs.stat(digest).catch(() => undefined)) && (await storage.meta.delete(key))) reconciled++;
-    }
-    return { objects: nodes.size, bytes, reconciled };
-  }
-
-  /** Reads the references of manifests new to the index; returns every reference it read. */
-  async function readReferences(): Promise<Set<string>> {
-    const read = new Set<string>();
-    for (const digest of [...unread]) {
-      unread.delete(digest);
-      const node = nodes.get(digest);
-      if (!node) continue;
-      let stored;
-      try {
-        stored = await readStoredManifest(storage, digest, maxManifestBytes);
-      } catch {
-        node.refs = [];
-        continue;
-      }
-      if (!stored) {
-        remove(digest); // gone behind our back
-        continue;
-      }
-      node.refs = manifestReferences(stored.body);
-      for (const ref of node.refs) read.add(ref);
-    }
-    return read;
-  }
-
   async function pass(): Promise<EvictionPass> {
     // A scan that failed (storage down at start-up) is tried again rather than given up on.
-    await ready.catch(() => (ready = scan()));
+    await ready.catch(() => (ready = index.scan()));
     await ready;
     if (!turns) return evictNow();
     const turn = await turns.take();
     if (!turn) {
-      // Not ours: only keep the index (and the storage metrics read from it) near the truth.
-      if (now() - scannedAt >= interval) await scan();
+      // Not ours: only keep the index (and the storage metrics read from it) near the truth; at most once an interval.
+      if (now() - index.scannedAt >= interval) await index.scan();
       return { evicted: 0, bytes: 0, more: false, elsewhere: true };
     }
     try {
-      await scan();
+      await index.scan();
       return await evictNow();
     } finally {
       await turn.release();
@@ -242,7 +148,7 @@ export function createEviction(options: EvictionOptions): Eviction {
   }
 
   async function evictNow(): Promise<EvictionPass> {
-    await readReferences();
+    await index.readReferences();
     const started = now();
     const view = new Map<string, PlanNode>();
     for (const [digest, node] of nodes) view.set(digest, { size: node.size, kind: node.kind, lastAccess: lastAccess(digest, node), refs: node.refs });
@@ -253,7 +159,7 @@ export function createEviction(options: EvictionOptions): Eviction {
     /** What a manifest kept after all (or one cached since the plan) references: it stays too. */
     const kept = new Set<string>();
     for (const victim of plan.victims) {
-      for (const ref of await readReferences()) kept.add(ref);
+      for (const ref of await index.readReferences()) kept.add(ref);
       if (kept.has(victim.digest) || !stillEvictable(victim, started)) {
         // The plan freed this manifest's references on the assumption that it goes.
         for (const ref of nodes.get(victim.digest)?.refs ?? []) kept.add(ref);
@@ -278,7 +184,7 @@ export function createEviction(options: EvictionOptions): Eviction {
   async function evict(victim: Victim): Promise<void> {
     const { digest, kind } = victim;
     await removeContent(storage, digest, kind);
-    remove(digest);
+    index.remove(digest);
     events.emit('eviction', { digest, kind, bytes: victim.size, reason: victim.reason });
   }
 
@@ -328,7 +234,7 @@ export function createEviction(options: EvictionOptions): Eviction {
   const flusher = setInterval(() => void flush(), flushInterval);
   flusher.unref();
 
-  let ready = (options.after ?? Promise.resolve()).then(scan);
+  let ready = (options.after ?? Promise.resolve()).then(() => index.scan());
   ready.then(
     () => schedule(interval),
     (err: unknown) => {
@@ -342,7 +248,7 @@ export function createEviction(options: EvictionOptions): Eviction {
       return ready;
     },
     run,
-    stats: () => ({ bytes, objects: nodes.size }),
+    stats: () => ({ bytes: index.bytes, objects: nodes.size }),
     flush,
     async close() {
       closed = true;
