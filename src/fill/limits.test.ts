@@ -181,8 +181,19 @@ describe.each([
   it('lets one of two fills that start together have the room that fits one', async () => {
     const fills = fillsWith({ reserveBytes: MiB, freeBytes: async () => 10 * MiB });
     const blobs = [randomBytes(6 * MiB), randomBytes(6 * MiB)];
-    const started = blobs.map((data) => fills.acquire(digestOf(data), async () => ({ size: data.length, body: Readable.from([data]) })));
+    // No byte flows before both have been answered: neither has written anything when the other asks.
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const body = (data: Buffer) =>
+      Readable.from(
+        (async function* () {
+          await gate;
+          yield data;
+        })(),
+      );
+    const started = blobs.map((data) => fills.acquire(digestOf(data), async () => ({ size: data.length, body: body(data) })));
     const ready = await Promise.allSettled(started.map((f) => f.ready));
+    open();
     expect(ready.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
     const refused = started.find((f) => f.refused)!;
     expect(refused.refused).toBe('no_space');
