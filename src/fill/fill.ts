@@ -315,7 +315,9 @@ export class Fill {
       const error = toError(err, signal);
       this.error = error;
       this.state = 'failed';
-      body?.destroy();
+      // An undici body destroyed before its end emits an error, and one refused before the
+      // pipeline started has nobody listening: unheard, it would take the process down.
+      body?.on('error', () => {}).destroy();
       putAbort.abort(error);
       readyReject(error);
       this.notify();

@@ -168,7 +168,8 @@ describe.each([
   it('refuses a declared size over maxBlobBytes before ready, without reading the body', async () => {
     const fills = fillsWith({ maxBlobBytes: MiB });
     const read = vi.fn();
-    const body = new Readable({ read });
+    // Like undici's: destroyed before its end, it emits an error.
+    const body = new Readable({ read, destroy: (err, cb) => cb(err ?? new Error('aborted')) });
     const fill = fills.acquire(parseDigest(D), async () => ({ size: MiB + 1, body }));
     expect(await refusal(fill.ready)).toMatchObject({ reason: 'too_large', code: 'DENIED', status: 403 });
     await refusal(fill.done);

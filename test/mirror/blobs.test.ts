@@ -309,7 +309,9 @@ describe.each([
     const declared = upstream.addBlob(randomBytes(1 * MiB));
     const chunked = upstream.addBlob(randomBytes(1 * MiB));
     upstream.faults.set(chunked, { chunked: true });
-    for (const d of [declared, chunked]) {
+    // Whole with its headers: a body that has ended upstream but was never read.
+    const small = upstream.addBlob(randomBytes(1000));
+    for (const d of [declared, chunked, small]) {
       const res = await raw(blobUrl(d));
       expect(res.status).toBe(507);
       expect(res.complete).toBe(true);
@@ -321,8 +323,9 @@ describe.each([
     expect(ends).toMatchObject([
       { digest: declared, outcome: 'failed', bytes: 0, refused: { reason: 'no_space' } },
       { digest: chunked, outcome: 'failed', bytes: 0, refused: { reason: 'no_space' } },
+      { digest: small, outcome: 'failed', bytes: 0, refused: { reason: 'no_space' } },
     ]);
-    expect(await refusals('no_space')).toBe(2);
+    expect(await refusals('no_space')).toBe(3);
     expect(await refusals('too_large')).toBe(0);
   });
 
