@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { duration } from './duration.js';
 import { DEFAULT_MAX_MANIFEST_BYTES } from './manifests/keys.js';
 import { byteSize } from './eviction/size.js';
+import { FILL_LIMITS_DEFAULTS } from './fill/limits.js';
 import { storageSchema } from './storage-config.js';
 import { replicationSchema } from './replication/config.js';
 
@@ -181,6 +182,10 @@ export const configSchema = z
         timeout: duration.prefault('1h'),
         /** Where in-progress fills spool when the blob store has no local spool of its own. */
         spoolDir: z.string().optional(),
+        /** Blobs larger than this are refused, and a body without a declared size is cut at it (bytes, or e.g. 20GiB). */
+        maxBlobBytes: byteSize.refine((n) => n > 0, { message: 'must be more than 0' }).default(FILL_LIMITS_DEFAULTS.maxBlobBytes),
+        /** Space fills leave free on the spool's file system: a fill that would eat into it is refused with 507. */
+        reserveBytes: byteSize.default(FILL_LIMITS_DEFAULTS.reserveBytes),
       })
       .strict()
       .prefault({}),

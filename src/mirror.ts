@@ -147,6 +147,8 @@ export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, optio
     store: storage.blobs,
     timeout: config.fill.timeout,
     spoolDir: config.fill.spoolDir,
+    maxBlobBytes: config.fill.maxBlobBytes,
+    reserveBytes: config.fill.reserveBytes,
     onFill: observeFills(events),
     coordination: replication?.coordination,
   });

@@ -108,6 +108,10 @@ export async function startServer(input: MirrorConfigInput | MirrorConfig = {}, 
     onBackgroundError: options.onBackgroundError ?? ((err, task) => logger.error({ err, task }, 'background task failed')),
   });
   await mirror.ready;
+  // Once per fill, however many clients waited on it: the request lines show only their 403 or 507.
+  mirror.events.on('fill:end', (e) => {
+    if (e.refused) logger.warn({ digest: e.digest, reason: e.refused.reason, bytes: e.bytes }, e.refused.message);
+  });
 
   const app = new Koa();
   app.on('error', (err: NodeJS.ErrnoException, ctx?: Koa.Context) => {

@@ -3,6 +3,7 @@
  * It is created by `createMirror` and never module-global: two mirrors in one process must not
  * count each other's pulls.
  */
+import type { FillRefusalReason } from '../fill/limits.js';
 
 export type CacheResult = 'HIT' | 'MISS' | 'JOIN' | 'REVALIDATED' | 'STALE';
 export type ContentKind = 'manifest' | 'blob';
@@ -59,6 +60,8 @@ export interface FillEndEvent {
   durationMs: number;
   /** An error code or short reason when it failed. */
   error?: string;
+  /** Set when a fill limit stopped it (too large, or no room on the spool's file system), with the error's message. */
+  refused?: { reason: FillRefusalReason; message: string };
 }
 
 /** One request to an upstream, measured to its response headers. */

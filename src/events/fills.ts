@@ -14,7 +14,9 @@ export function observeFills(events: MirrorEvents): (fill: Fill) => void {
       // A fill that found the blob already stored fetched nothing.
       const bytes = fill.alreadyStored ? 0 : fill.written;
       const source = fill.relayed ? 'replica' : 'upstream';
-      if (error) events.emit('fill:end', { digest, outcome: 'failed', bytes, source, durationMs, error: errorCode(error) });
+      const reason = fill.refused;
+      const refused = reason && error ? { refused: { reason, message: error.message } } : {};
+      if (error) events.emit('fill:end', { digest, outcome: 'failed', bytes, source, durationMs, error: errorCode(error), ...refused });
       else events.emit('fill:end', { digest, outcome: fill.alreadyStored ? 'existing' : 'committed', bytes, source, durationMs });
     };
     fill.done.then(

@@ -18,6 +18,7 @@ import { DigestVerifier } from '../digest.js';
 import { OciError } from '../errors.js';
 import type { Digest } from '../reference.js';
 import type { BlobStore } from '../storage.js';
+import { FillRefusal, type FillLimits, type FillRefusalReason } from './limits.js';
 import { FillReader, type FillReaderOptions } from './reader.js';
 import { SpoolWriter } from './spool-writer.js';
 
@@ -45,6 +46,8 @@ export interface FillOptions {
   signal: AbortSignal;
   /** The longest this fill may take, ms. */
   timeout: number;
+  /** The largest blob, and the free space a fill must leave; shared by the fills of one registry. */
+  limits: FillLimits;
 }
 
 export class Fill {
@@ -98,6 +101,11 @@ export class Fill {
   /** Bytes a reader may hand out now: the last byte waits until the digest has been checked. */
   get readable(): number {
     return this.state === 'verified' || this.state === 'committed' ? this.written : Math.max(0, this.received - 1);
+  }
+
+  /** Which limit stopped the fill, if one did. */
+  get refused(): FillRefusalReason | undefined {
+    return this.error instanceof FillRefusal ? this.error.reason : undefined;
   }
 
   get settled(): boolean {
@@ -209,8 +217,9 @@ export class Fill {
     readyResolve: (v: { size: number | undefined }) => void,
     readyReject: (e: Error) => void,
   ): Promise<void> {
-    const { store } = this.options;
+    const { store, limits } = this.options;
     let spoolPath: string | undefined;
+    let release: (() => void) | undefined;
     let body: Readable | undefined;
     let put: Promise<unknown> | undefined;
     const putAbort = new AbortController();
@@ -241,6 +250,8 @@ export class Fill {
       body = res.body;
       this.size = res.size;
       this.relayed = res.relayed === true;
+      // Before `ready`: a refusal is still an error response, not a cut 200.
+      release = await limits.admit(this.digest.value, dir, res.size, () => this.written);
       this.state = 'running';
       readyResolve({ size: res.size });
 
@@ -257,7 +268,9 @@ export class Fill {
       const writer = new SpoolWriter(
         this.handle,
         verifier,
-        (batch) => {
+        (batch, end) => {
+          // Without a declared size only this bounds the body; the batch that passes the limit goes nowhere.
+          limits.checkReceived(this.digest.value, end);
           // Clients stream from memory while the batch is still on its way to the disk.
           this.remember(batch);
           this.notify();
@@ -302,7 +315,9 @@ export class Fill {
       const error = toError(err, signal);
       this.error = error;
       this.state = 'failed';
-      body?.destroy();
+      // An undici body destroyed before its end emits an error, and one refused before the
+      // pipeline started has nobody listening: unheard, it would take the process down.
+      body?.on('error', () => {}).destroy();
       putAbort.abort(error);
       readyReject(error);
       this.notify();
@@ -310,6 +325,7 @@ export class Fill {
       await Promise.allSettled([put, spoolPath && unlink(spoolPath)]);
       throw error;
     } finally {
+      release?.();
       this.recent = [];
       this.recentBytes = 0;
       this.maybeClose();

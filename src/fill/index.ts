@@ -10,12 +10,15 @@ import type { Digest } from '../reference.js';
 import type { BlobStore } from '../storage.js';
 import { coordinatedSource, type Coordination } from './coordinated.js';
 import { Fill, type FillSource } from './fill.js';
+import { createFillLimits, type FillLimitsOptions } from './limits.js';
 
 export { Fill, type FillSource, type FillSourceResponse, type FillState } from './fill.js';
 export { coordinatedSource, type Coordination, type FillRelay } from './coordinated.js';
 export type { FillLease, LeaseClaim } from './lease.js';
+export { FILL_LIMITS_DEFAULTS, FillRefusal, type FillLimitsOptions, type FillRefusalReason } from './limits.js';
 
-export interface FillsOptions {
+/** `maxBlobBytes` and `reserveBytes` default to FILL_LIMITS_DEFAULTS (20 GiB, 1 GiB). */
+export interface FillsOptions extends FillLimitsOptions {
   store: BlobStore;
   /** The longest one fill may take, ms. */
   timeout?: number;
@@ -43,6 +46,7 @@ export interface Fills {
 export function createFills(options: FillsOptions): Fills {
   const { store, timeout = 3_600_000, onFill, coordination } = options;
   const spoolDir = options.spoolDir ?? join(tmpdir(), 'koa-oci-mirror-spool');
+  const limits = createFillLimits(options);
   const inFlight = new Map<string, Fill>();
   const shutdown = new AbortController();
 
@@ -57,7 +61,7 @@ export function createFills(options: FillsOptions): Fills {
       if (current) return current;
       if (shutdown.signal.aborted) throw new OciError('UNAVAILABLE', 'mirror is shutting down');
       const coordinated = coordination && coordinatedSource(digest.value, source, coordination);
-      const fill = new Fill(digest, coordinated?.source ?? source, { store, spoolDir, signal: shutdown.signal, timeout });
+      const fill = new Fill(digest, coordinated?.source ?? source, { store, spoolDir, signal: shutdown.signal, timeout, limits });
       inFlight.set(digest.value, fill);
       const forget = () => {
         if (inFlight.get(digest.value) === fill) inFlight.delete(digest.value);

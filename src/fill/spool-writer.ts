@@ -14,8 +14,12 @@ export class SpoolWriter extends Writable {
   constructor(
     private readonly handle: FileHandle,
     private readonly verifier: DigestVerifier,
-    /** Called with each batch once it is hashed, before it goes to the file: readers may take it from memory. */
-    private readonly onReceived: (batch: Buffer[]) => void,
+    /**
+     * Called with each batch once it is hashed, and the offset its end reaches, before it goes to
+     * the file: readers may take it from memory. A throw refuses the batch, which then never
+     * reaches the file, and fails the write.
+     */
+    private readonly onReceived: (batch: Buffer[], end: number) => void,
     /** Called after each batch is in the file, with the new end offset. */
     private readonly onWritten: (end: number) => void,
     private position = 0,
@@ -34,9 +38,9 @@ export class SpoolWriter extends Writable {
   private async writeBatch(buffers: Buffer[]): Promise<void> {
     // Hash before writing: a too-long body fails here, before its excess reaches the file.
     for (const b of buffers) this.verifier.update(b);
-    this.onReceived(buffers);
     let total = 0;
     for (const b of buffers) total += b.length;
+    this.onReceived(buffers, this.position + total);
     let { bytesWritten } = await this.handle.writev(buffers, this.position);
     // A regular file takes the whole batch; should it not, the rest goes one buffer at a time.
     while (bytesWritten < total) {

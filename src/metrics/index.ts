@@ -111,6 +111,12 @@ export function createMetrics(mirror: MetricsSource, options: MetricsOptions = {
     labelNames: ['outcome', 'source'] as const,
     registers,
   });
+  const refused = new Counter({
+    name: 'oci_mirror_fills_refused_total',
+    help: 'Blob fills a limit stopped, by reason (too_large: over fill.maxBlobBytes; no_space: the spool\'s file system has no room above fill.reserveBytes). Each also counts as a failed fill.',
+    labelNames: ['reason'] as const,
+    registers,
+  });
   const relayed = new Counter({
     name: 'oci_mirror_relayed_bytes_total',
     help: 'Blob bytes streamed from another replica\'s fill in flight instead of from an upstream.',
@@ -180,6 +186,7 @@ export function createMetrics(mirror: MetricsSource, options: MetricsOptions = {
     events.on('fill:end', (e) => {
       fills.inc({ outcome: e.outcome, source: e.source });
       fillDuration.observe({ outcome: e.outcome }, e.durationMs / 1000);
+      if (e.refused) refused.inc({ reason: e.refused.reason });
       // Bytes another replica fetched are its upstream traffic, not this one's.
       if (e.bytes > 0 && e.source === 'replica') relayed.inc(e.bytes);
       else if (e.bytes > 0) fetched.inc({ kind: 'blob' }, e.bytes);

@@ -17,6 +17,8 @@ export interface BlobFault {
   chunkSize?: number;
   /** Omit Content-Length (chunked encoding). */
   chunked?: boolean;
+  /** Send the body over and over, chunked, until the client goes away (a bound for tests: 1 GiB). */
+  endless?: boolean;
   /** Wait for this promise before sending the rest of the body after `holdAt` bytes. */
   holdAt?: number;
   hold?: Promise<void>;
@@ -39,6 +41,8 @@ export interface FakeUpstream {
   referrers: Map<string, object>;
   /** `METHOD path` → count. */
   counts: Map<string, number>;
+  /** The last GET of each blob, as sent: body bytes written, and whether the client closed the connection before the end. */
+  bodies: Map<string, { bytes: number; cut: boolean }>;
   /** Every request, in order. */
   requests: Array<{ method: string; path: string; headers: IncomingMessage['headers'] }>;
   count(method: string, pathPart: string): number;
@@ -63,6 +67,7 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
     faults: new Map(),
     referrers: new Map(),
     counts: new Map(),
+    bodies: new Map(),
     requests: [],
     failWith: undefined,
     count(method, pathPart) {
@@ -158,21 +163,31 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
     const fault = state.faults.get(ref) ?? {};
     const body = fault.replaceWith ?? blob;
     const headers: Record<string, string | number> = { 'content-type': 'application/octet-stream', 'docker-content-digest': ref };
-    if (!fault.chunked) headers['content-length'] = blob.length;
+    if (!fault.chunked && !fault.endless) headers['content-length'] = blob.length;
     res.writeHead(200, headers);
     if (req.method === 'HEAD') {
       res.end();
       return;
     }
-    const limit = fault.cutAt ?? body.length;
+    const limit = fault.endless ? 1024 ** 3 : (fault.cutAt ?? body.length);
     const chunk = fault.chunkSize ?? 64 * 1024;
+    const sent = { bytes: 0, cut: false };
+    state.bodies.set(ref, sent);
+    const gone = new AbortController();
+    res.on('close', () => {
+      sent.cut = !res.writableFinished;
+      gone.abort();
+    });
     for (let off = 0; off < limit; off += chunk) {
       if (fault.holdAt !== undefined && fault.hold && off >= fault.holdAt) {
         await fault.hold;
         fault.hold = undefined;
       }
-      const piece = body.subarray(off, Math.min(off + chunk, limit));
-      if (!res.write(piece)) await once(res, 'drain');
+      const at = off % body.length;
+      const piece = body.subarray(at, Math.min(at + chunk, body.length, at + limit - off));
+      sent.bytes += piece.length;
+      // A client that goes away mid-wait never drains: its close ends the wait instead.
+      if (!res.write(piece)) await once(res, 'drain', { signal: gone.signal }).catch(() => {});
       if (fault.delayMs) await new Promise((r) => setTimeout(r, fault.delayMs));
       if (res.destroyed) return;
     }

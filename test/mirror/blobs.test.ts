@@ -1,7 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { FillEndEvent } from '../../src/events/index.js';
 import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';
 import { raw, waitFor } from '../helpers/http.js';
+import { parseMetrics, total } from '../helpers/metrics.js';
 import { startTestMirror, type TestMirror } from '../helpers/mirror.js';
 
 const MiB = 1024 * 1024;
@@ -216,5 +221,135 @@ async function fillsSettled(): Promise<void> {
     const res = await raw(blobUrl(d));
     expect(res.status).toBe(503);
     expect(JSON.parse(res.body.toString()).errors[0].code).toBe('UNAVAILABLE');
+  });
+});
+
+// fill.maxBlobBytes and fill.reserveBytes over HTTP, for both commit paths: whatever the store,
+// a refusal is an OCI error before any header of a 200, and a cut leaves nothing behind.
+describe.each([
+  ['spool adopt', false],
+  ['streaming put', true],
+])('blob fill limits (%s)', (_label, withoutSpool) => {
+  let limited: TestMirror;
+  let spoolDir: string;
+  let ends: FillEndEvent[];
+
+  beforeEach(async () => {
+    upstream = await startFakeUpstream();
+    spoolDir = await mkdtemp(join(tmpdir(), 'oci-mirror-spool-'));
+  });
+  afterEach(async () => {
+    await limited?.dispose();
+    await upstream.close();
+    await rm(spoolDir, { recursive: true, force: true });
+  });
+
+  async function start(fill: Record<string, unknown>): Promise<TestMirror> {
+    limited = await startTestMirror(upstream.url, { fill: { timeout: '5s', spoolDir, ...fill } }, { withoutSpool });
+    ends = [];
+    limited.mirror.events.on('fill:end', (e) => ends.push(e));
+    return limited;
+  }
+  const blobUrl = (d: string) => `${limited.url}/v2/team/app/blobs/${d}`;
+  const refusals = async (reason: string) => total(parseMetrics(await limited.metrics.text()), 'oci_mirror_fills_refused_total', { reason });
+
+  /** Nothing of the blob anywhere: not in the store, not in the store's tmp/, not in the spool directory. */
+  async function leftNothing(d: string): Promise<void> {
+    await waitFor(() => limited.mirror.fills.size === 0, 15_000, 'fills to settle');
+    expect(await limited.mirror.storage.blobs.stat(d)).toBeUndefined();
+    expect(await limited.temporaries()).toEqual([]);
+    expect(await readdir(spoolDir, { recursive: true })).toEqual([]);
+  }
+
+  it('cuts an endless body without a declared size at maxBlobBytes and keeps nothing', async () => {
+    await start({ maxBlobBytes: MiB });
+    const d = upstream.addBlob(randomBytes(256 * 1024));
+    upstream.faults.set(d, { endless: true });
+    const res = await raw(blobUrl(d));
+    // No size to refuse on: the 200 went out, so the cut is all the client can be told.
+    expect(res.status).toBe(200);
+    expect(res.complete).toBe(false);
+    expect(res.body.length).toBeLessThanOrEqual(MiB);
+    await leftNothing(d);
+    expect(ends).toMatchObject([{ digest: d, outcome: 'failed', refused: { reason: 'too_large' } }]);
+    expect(ends[0]!.bytes).toBeLessThanOrEqual(MiB);
+    await waitFor(() => upstream.bodies.get(d)?.cut === true, 10_000, 'the upstream connection to close');
+    expect(await refusals('too_large')).toBe(1);
+  });
+
+  it('refuses a declared size over maxBlobBytes with DENIED before any header, and leaves the body unread', async () => {
+    await start({ maxBlobBytes: MiB });
+    const data = randomBytes(8 * MiB);
+    const d = upstream.addBlob(data);
+    // At least 640 ms to send it all: a mirror that read the body would see it end.
+    upstream.faults.set(d, { delayMs: 5 });
+    for (let pull = 1; pull <= 2; pull++) {
+      const res = await raw(blobUrl(d));
+      expect(res.status).toBe(403);
+      expect(res.complete).toBe(true);
+      expect(res.headers['content-type']).toBe('application/json');
+      const [error] = JSON.parse(res.body.toString()).errors;
+      expect(error.code).toBe('DENIED');
+      expect(error.message).toMatch(/larger than this mirror fetches/);
+      await waitFor(() => upstream.bodies.get(d)?.cut === true, 10_000, 'the upstream connection to close');
+      expect(upstream.bodies.get(d)!.bytes).toBeLessThan(data.length);
+      await leftNothing(d);
+      expect(await refusals('too_large')).toBe(pull);
+    }
+    expect(ends).toMatchObject([
+      { outcome: 'failed', bytes: 0, refused: { reason: 'too_large' } },
+      { outcome: 'failed', bytes: 0, refused: { reason: 'too_large' } },
+    ]);
+    expect(await refusals('no_space')).toBe(0);
+  });
+
+  it('answers 507 with UNAVAILABLE before any header when the blob does not fit above fill.reserveBytes', async () => {
+    // More than any disk this runs on: the real statfs refuses.
+    await start({ reserveBytes: '1000TiB' });
+    const declared = upstream.addBlob(randomBytes(1 * MiB));
+    const chunked = upstream.addBlob(randomBytes(1 * MiB));
+    upstream.faults.set(chunked, { chunked: true });
+    // Whole with its headers: a body that has ended upstream but was never read.
+    const small = upstream.addBlob(randomBytes(1000));
+    for (const d of [declared, chunked, small]) {
+      const res = await raw(blobUrl(d));
+      expect(res.status).toBe(507);
+      expect(res.complete).toBe(true);
+      const [error] = JSON.parse(res.body.toString()).errors;
+      expect(error.code).toBe('UNAVAILABLE');
+      expect(error.message).toMatch(/mirror is out of space/);
+      await leftNothing(d);
+    }
+    expect(ends).toMatchObject([
+      { digest: declared, outcome: 'failed', bytes: 0, refused: { reason: 'no_space' } },
+      { digest: chunked, outcome: 'failed', bytes: 0, refused: { reason: 'no_space' } },
+      { digest: small, outcome: 'failed', bytes: 0, refused: { reason: 'no_space' } },
+    ]);
+    expect(await refusals('no_space')).toBe(3);
+    expect(await refusals('too_large')).toBe(0);
+  });
+
+  it('serves and caches blobs up to the limits, with a declared size or without', async () => {
+    await start({ maxBlobBytes: MiB });
+    const declared = randomBytes(MiB);
+    const chunked = randomBytes(MiB);
+    const d1 = upstream.addBlob(declared);
+    const d2 = upstream.addBlob(chunked);
+    upstream.faults.set(d2, { chunked: true });
+    for (const [d, data] of [
+      [d1, declared],
+      [d2, chunked],
+    ] as const) {
+      const res = await raw(blobUrl(d));
+      expect(res.status).toBe(200);
+      expect(res.complete).toBe(true);
+      expect(res.body.equals(data)).toBe(true);
+    }
+    await waitFor(() => limited.mirror.fills.size === 0, 15_000, 'fills to settle');
+    expect(await limited.mirror.storage.blobs.stat(d1)).toEqual({ size: MiB });
+    expect(await limited.mirror.storage.blobs.stat(d2)).toEqual({ size: MiB });
+    expect(ends.map((e) => e.outcome)).toEqual(['committed', 'committed']);
+    expect(await refusals('too_large')).toBe(0);
+    expect(await refusals('no_space')).toBe(0);
   });
 });
