@@ -8,6 +8,7 @@
 import { parseArgs } from 'node:util';
 import { ADMIN_USAGE, isAdminCommand, runAdminCommand } from './admin/cli.js';
 import { ConfigError, loadConfigFile, parseConfig } from './config.js';
+import { createMirror } from '../middleware/mirror/index.js';
 import { startServer } from './server.js';
 
 const USAGE = `Usage: oci-mirror [--config FILE]
@@ -17,7 +18,7 @@ ${ADMIN_USAGE}
 `;
 
 async function main(argv: string[]): Promise<number> {
-  if (isAdminCommand(argv[0])) return runAdminCommand(argv[0], argv.slice(1));
+  if (isAdminCommand(argv[0])) return runAdminCommand(argv[0], argv.slice(1), (config) => createMirror(config, { maintenance: false }));
   let values: { config?: string; help?: boolean };
   try {
     ({ values } = parseArgs({

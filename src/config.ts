@@ -237,8 +237,6 @@ export type MirrorConfigInput = z.input<typeof configSchema>;
 export type MirrorConfig = z.output<typeof configSchema>;
 export type UpstreamConfig = MirrorConfig['upstreams'][number];
 
-const validated = new WeakSet<object>();
-
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
   constructor(
@@ -251,13 +249,8 @@ export class ConfigError extends Error {
 
 /** Validates an object (from YAML or from code); throws ConfigError naming every bad key. */
 export function parseConfig(input: unknown, source = 'config'): MirrorConfig {
-  // Parsing converts units (durations to ms), so a parsed config must not be parsed again.
-  if (typeof input === 'object' && input !== null && validated.has(input)) return input as MirrorConfig;
   const result = configSchema.safeParse(input ?? {});
-  if (result.success) {
-    validated.add(result.data);
-    return result.data;
-  }
+  if (result.success) return result.data;
   const problems = result.error.issues.map((issue) => {
     const key = issue.path.length ? formatPath(issue.path) : '(top level)';
     return `${key}: ${issue.message}`;

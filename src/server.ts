@@ -11,9 +11,9 @@ import Router from '@koa/router';
 import Koa from 'koa';
 import type { Logger } from 'pino';
 import { requestLog, requestLogger } from '../middleware/logging/index.js';
-import { adminApi } from './admin/api.js';
+import { adminApi } from '../middleware/admin/index.js';
 import { isOciError, OciError } from './errors.js';
-import { parseConfig, parseListen, type MirrorConfig, type MirrorConfigInput } from './config.js';
+import { parseListen, type MirrorConfig } from './config.js';
 import { readSecret } from './secrets.js';
 import { metricsEndpoint } from '../middleware/metrics/index.js';
 import { requireClient } from '../middleware/auth/index.js';
@@ -21,7 +21,7 @@ import { statusPage } from '../middleware/status/index.js';
 import { createReadiness } from './health/index.js';
 import { createLogger } from './logging/index.js';
 import { createMetrics, type Metrics } from './metrics/index.js';
-import { createMirror, type Mirror, type MirrorOptions } from './mirror.js';
+import { createMirror, type Mirror, type MirrorOptions } from '../middleware/mirror/index.js';
 import { createStatus, type Status } from './status/index.js';
 
 export interface ServerOptions extends MirrorOptions {
@@ -89,8 +89,7 @@ function refuseUnparsed(err: NodeJS.ErrnoException, socket: Duplex): void {
   setTimeout(() => socket.destroy(), LINGER_MS).unref();
 }
 
-export async function startServer(input: MirrorConfigInput | MirrorConfig = {}, options: ServerOptions = {}): Promise<MirrorServer> {
-  const config = parseConfig(input);
+export async function startServer(config: MirrorConfig, options: ServerOptions = {}): Promise<MirrorServer> {
   const logger = options.logger ?? createLogger();
   // Redaction keeps the credentials in it out of the line.
   logger.debug({ config }, 'config');

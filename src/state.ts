@@ -1,10 +1,9 @@
 /**
- * Request state shared by the middlewares, typed once by declaration merging so that
- * every middleware reads the same fields without casts.
+ * What a request is, once parsed and routed: the route, the upstream target and the client.
+ * The middlewares carry them on `ctx.state` (typed in middleware/shared/state.ts).
  */
 import type { Digest, ManifestReference } from './reference.js';
 import type { Upstream, UpstreamCredentials } from './upstream/types.js';
-import type {} from 'koa';
 
 export type OciRoute =
   | { kind: 'base' }
@@ -38,16 +37,3 @@ export interface ClientIdentity {
   /** Basic credentials as the client sent them, for forwarding to an upstream that asks for them. */
   basic?: UpstreamCredentials;
 }
-
-declare module 'koa' {
-  interface DefaultState {
-    /** Set by the `ociRequest` middleware for every `/v2/` request it accepts. */
-    oci?: OciRoute;
-    /** Set by the `upstreamSelect` middleware. */
-    target?: UpstreamTarget;
-    /** Set by the `mirrorAuth` middleware (or by `upstreamAccess` from the header when there is none). */
-    client?: ClientIdentity;
-  }
-}
-
-export {};

@@ -60,10 +60,12 @@ describe('library use', () => {
     router.get('/artifacts/:id', (ctx) => {
       ctx.body = { id: ctx.params.id };
     });
-    const mirror = createMirror({
-      storage: { type: 'fs', path: dataDir, fsync: false },
-      upstreams: [{ name: 'registry.test', url: upstream.url }],
-    });
+    const mirror = createMirror(
+      parseConfig({
+        storage: { type: 'fs', path: dataDir, fsync: false },
+        upstreams: [{ name: 'registry.test', url: upstream.url }],
+      }),
+    );
     cleanup.push(() => mirror.close(1000));
     app.use(mirror);
     app.use(router.routes());
@@ -131,7 +133,7 @@ describe('library use', () => {
   });
 
   it('passes referrers through, and an upstream without the API as 404 so clients fall back', async () => {
-    const mirror = createMirror({ storage: { type: 'fs', path: dataDir, fsync: false }, upstreams: [{ name: 'registry.test', url: upstream.url }] });
+    const mirror = createMirror(parseConfig({ storage: { type: 'fs', path: dataDir, fsync: false }, upstreams: [{ name: 'registry.test', url: upstream.url }] }));
     cleanup.push(() => mirror.close(1000));
     const app = new Koa();
     app.use(mirror);

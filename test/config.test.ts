@@ -30,10 +30,10 @@ describe('config', () => {
     expect(c.upstreams[0]!.health).toEqual({ maxFails: 1, failTimeout: 30_000 });
   });
 
-  it('parses durations in every unit, and a parsed config is not parsed twice', () => {
+  // A parsed config is never parsed again: createMirror and startServer take the parsed type.
+  it('parses durations in every unit', () => {
     const c = parseConfig({ cache: { tagTtl: '250ms' }, fill: { timeout: '2h' }, shutdownGrace: 5 });
     expect([c.cache.tagTtl, c.fill.timeout, c.shutdownGrace]).toEqual([250, 7_200_000, 5_000]);
-    expect(parseConfig(c).shutdownGrace).toBe(5_000);
   });
 
   it('makes an upstream that forwards credentials private unless told otherwise', () => {

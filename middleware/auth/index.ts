@@ -13,7 +13,7 @@ import { discard } from '../../src/http.js';
 import { MANIFEST_ACCEPT } from '../../src/media-types.js';
 import { secretMatcher } from '../../src/secrets.js';
 import type { OciRoute, UpstreamTarget } from '../../src/state.js';
-import '../../src/state.js';
+import '../shared/state.js';
 import { credentialIdentity } from '../../src/upstream/token.js';
 import type { UpstreamCredentials } from '../../src/upstream/types.js';
 import { BASIC_CHALLENGE, presented } from './credentials.js';
@@ -23,7 +23,7 @@ export { BASIC_CHALLENGE, presented } from './credentials.js';
 export { htpasswd, loadHtpasswd, parseHtpasswd, type Htpasswd } from './htpasswd.js';
 export type { AccessRule } from '../../src/access/rules.js';
 
-export interface ClientIdentityOptions {
+export interface ClientIdentifierOptions {
   htpasswd?: Htpasswd;
   tokens?: ReadonlyArray<{ name: string; token: string }>;
 }
@@ -32,11 +32,11 @@ export interface ClientIdentityOptions {
  * Who the `Authorization` header says the client is: an htpasswd user's or a token's name,
  * undefined when it presents nothing. Credentials that do not check out throw UNAUTHORIZED.
  */
-export type ClientIdentity = (authorization: string | undefined) => Promise<string | undefined>;
+export type IdentifyClient = (authorization: string | undefined) => Promise<string | undefined>;
 
 export interface MirrorAuthOptions {
-  /** How clients are recognized (see `clientIdentity`). */
-  identify: ClientIdentity;
+  /** How clients are recognized (see `clientIdentifier`). */
+  identify: IdentifyClient;
   /** Repositories anonymous clients may pull (same globs as rules). None by default. */
   anonymous?: readonly string[];
   /** Who may pull what. Without rules every authenticated client may pull everything. */
@@ -47,7 +47,7 @@ export interface MirrorAuthOptions {
 
 const unauthorized = (message: string) => new OciError('UNAUTHORIZED', message, { headers: { 'WWW-Authenticate': BASIC_CHALLENGE } });
 
-export function clientIdentity({ htpasswd, tokens = [] }: ClientIdentityOptions): ClientIdentity {
+export function clientIdentifier({ htpasswd, tokens = [] }: ClientIdentifierOptions): IdentifyClient {
   const known = tokens.map((t) => ({ name: t.name, matches: secretMatcher(t.token) }));
 
   function tokenName(token: string): string | undefined {
@@ -74,7 +74,7 @@ export function clientIdentity({ htpasswd, tokens = [] }: ClientIdentityOptions)
  * For routes of an application's own beside a protected mirror (the status page): only
  * clients the mirror recognizes get through, whatever they may pull.
  */
-export const requireClient = ({ identify }: { identify: ClientIdentity }): Middleware =>
+export const requireClient = ({ identify }: { identify: IdentifyClient }): Middleware =>
   async function requireClient(ctx, next) {
     const name = await identify(ctx.get('Authorization'));
     if (name === undefined) throw unauthorized('authentication required');

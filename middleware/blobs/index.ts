@@ -20,8 +20,8 @@ import type { UpstreamTarget } from '../../src/state.js';
 import type { BlobStore } from '../../src/storage.js';
 import { headBlob, upstreamBlob } from '../../src/upstream/blob.js';
 import type { CacheResult, MirrorEvents } from '../../src/events/index.js';
-import { reportCache } from '../../src/events/report.js';
-import '../../src/state.js';
+import { reportCache } from '../shared/report.js';
+import '../shared/state.js';
 import { requireTarget } from '../upstream/index.js';
 
 export interface BlobCacheOptions {

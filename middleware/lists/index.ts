@@ -7,7 +7,7 @@ import type { Middleware, ParameterizedContext } from 'koa';
 import { OciError } from '../../src/errors.js';
 import { header, readCapped } from '../../src/http.js';
 import { MediaTypes } from '../../src/media-types.js';
-import '../../src/state.js';
+import '../shared/state.js';
 import { upstreamError } from '../../src/upstream/errors.js';
 import { requireTarget } from '../upstream/index.js';
 

@@ -4,9 +4,9 @@
  */
 import type { Context, Middleware, ParameterizedContext } from 'koa';
 import type { Logger } from 'pino';
-import { onResponseEnd } from '../../src/events/response-end.js';
+import { onResponseEnd } from '../shared/response-end.js';
 import { requestIdFrom } from '../../src/logging/request-id.js';
-import '../../src/state.js';
+import '../shared/state.js';
 
 declare module 'koa' {
   interface DefaultState {

@@ -5,9 +5,9 @@
 import type { Middleware } from 'koa';
 import { OciError } from '../../src/errors.js';
 import type { MirrorEvents } from '../../src/events/index.js';
-import { reportCache } from '../../src/events/report.js';
+import { reportCache } from '../shared/report.js';
 import { matchesEtag } from '../../src/http.js';
-import '../../src/state.js';
+import '../shared/state.js';
 import { requireTarget } from '../upstream/index.js';
 import { ManifestCache, type ManifestCacheOptions, type ManifestResult } from '../../src/manifests/cache.js';
 

@@ -8,7 +8,7 @@ import type { Middleware } from 'koa';
 import { OciError } from '../../src/errors.js';
 import { assertName, assertTag, parseDigest, parseManifestReference } from '../../src/reference.js';
 import type { OciRoute } from '../../src/state.js';
-import '../../src/state.js';
+import '../shared/state.js';
 
 export interface OciRequestOptions {
   /** Largest `n` accepted on a tags list; larger asks are refused, not silently capped. */

@@ -5,18 +5,21 @@
 import type { Middleware, ParameterizedContext } from 'koa';
 import { OciError } from '../../src/errors.js';
 import type { UpstreamTarget } from '../../src/state.js';
-import '../../src/state.js';
-import { createRouting, type RoutingOptions } from '../../src/upstream/routing.js';
+import '../shared/state.js';
+import { createRouting, type Routing, type RoutingOptions } from '../../src/upstream/routing.js';
 
 export { createRouting, DOCKER_HUB_HOSTS, type FallbackGroup, type Routing, type RoutingOptions, type UpstreamRoute } from '../../src/upstream/routing.js';
 
-export interface UpstreamSelectOptions extends RoutingOptions {
+export type UpstreamSelectOptions =
+  | RoutingOptions
+  /** Routing built already (createMirror builds it once and shares it with warm-up and admin). */
+  | { routing: Routing }
   /** Replaces the built-in rules. Return undefined to refuse the request. */
-  resolve?: (name: string, ctx: ParameterizedContext) => UpstreamTarget | undefined;
-}
+  | { resolve: (name: string, ctx: ParameterizedContext) => UpstreamTarget | undefined };
 
-export const upstreamSelect = ({ resolve, ...routing }: UpstreamSelectOptions): Middleware => {
-  const routes = resolve ? undefined : createRouting(routing);
+export const upstreamSelect = (options: UpstreamSelectOptions): Middleware => {
+  const resolve = 'resolve' in options ? options.resolve : undefined;
+  const routes = 'resolve' in options ? undefined : 'routing' in options ? options.routing : createRouting(options);
   return async function upstreamSelect(ctx, next) {
     const route = ctx.state.oci;
     if (!route || route.kind === 'base') return next();

@@ -10,14 +10,14 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError, loadConfigFile, parseConfig, type MirrorConfig } from '../config.js';
-import { createMirror, type Mirror } from '../mirror.js';
 import { count, formatBytes, formatTable } from './format.js';
 import { gc } from './gc.js';
 import { parsePlatform, type Platform } from './image-ref.js';
 import { listCached, type CachedImage } from './list.js';
 import { plainReporter, ttyReporter, type Output } from './progress.js';
 import { purge } from './purge.js';
-import { describeError, warmImages } from './warm.js';
+import { describeError, warmImages, type WarmDeps } from './warm.js';
+import type { EvictionTurns } from '../eviction/index.js';
 
 export const ADMIN_COMMANDS = ['warm', 'ls', 'purge', 'gc'] as const;
 export type AdminCommand = (typeof ADMIN_COMMANDS)[number];
@@ -57,7 +57,17 @@ const WARM = {
 
 class UsageError extends Error {}
 
-export async function runAdminCommand(command: AdminCommand, argv: string[], io: AdminIo = process): Promise<number> {
+/**
+ * What the admin commands need of a mirror over the config's storage and upstreams. The CLI
+ * entry point opens one (createMirror, without maintenance: a running server may share the store).
+ */
+export interface AdminMirror extends WarmDeps {
+  readonly config: MirrorConfig;
+  readonly evictionTurns: EvictionTurns | undefined;
+  close(graceMs?: number): Promise<void>;
+}
+
+export async function runAdminCommand(command: AdminCommand, argv: string[], open: (config: MirrorConfig) => AdminMirror, io: AdminIo = process): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({ args: argv, options: command === 'warm' ? WARM : COMMON, allowPositionals: true, strict: true });
@@ -71,11 +81,11 @@ export async function runAdminCommand(command: AdminCommand, argv: string[], io:
     return 0;
   }
   let config: MirrorConfig;
-  let mirror: Mirror;
+  let mirror: AdminMirror;
   try {
     config = values.config ? await loadConfigFile(values.config) : parseConfig({});
     // Secrets and htpasswd files are read here: a missing one is a config error too.
-    mirror = createMirror(config, { maintenance: false });
+    mirror = open(config);
   } catch (err) {
     if (err instanceof ConfigError) {
       io.stderr.write(`oci-mirror: ${err.message}\n`);
@@ -102,7 +112,7 @@ export async function runAdminCommand(command: AdminCommand, argv: string[], io:
   }
 }
 
-async function warm(mirror: Mirror, positionals: string[], values: { file?: string[]; platform?: string[]; concurrency?: string }, io: AdminIo): Promise<number> {
+async function warm(mirror: AdminMirror, positionals: string[], values: { file?: string[]; platform?: string[]; concurrency?: string }, io: AdminIo): Promise<number> {
   const images = [...positionals];
   for (const file of values.file ?? []) images.push(...parseImageList(await readFile(file, 'utf8')));
   if (images.length === 0) throw new UsageError('name at least one image (or --file LIST)');
@@ -128,7 +138,7 @@ export function parseImageList(text: string): string[] {
     .filter(Boolean);
 }
 
-async function list(mirror: Mirror, positionals: string[], values: { json?: boolean }, io: AdminIo): Promise<number> {
+async function list(mirror: AdminMirror, positionals: string[], values: { json?: boolean }, io: AdminIo): Promise<number> {
   if (positionals.length) throw new UsageError('ls takes no arguments');
   const images = await listCached({ storage: mirror.storage, maxManifestBytes: mirror.config.cache.maxManifestBytes });
   if (values.json) io.stdout.write(`${JSON.stringify({ images }, null, 2)}\n`);
@@ -151,7 +161,7 @@ export function formatImages(images: readonly CachedImage[]): string {
   );
 }
 
-async function purgeAll(mirror: Mirror, positionals: string[], values: { json?: boolean }, io: AdminIo): Promise<number> {
+async function purgeAll(mirror: AdminMirror, positionals: string[], values: { json?: boolean }, io: AdminIo): Promise<number> {
   if (positionals.length === 0) throw new UsageError('name a repository or repository:tag to purge');
   let failed = 0;
   const results = [];
@@ -175,7 +185,7 @@ async function purgeAll(mirror: Mirror, positionals: string[], values: { json?: 
   return failed ? 1 : 0;
 }
 
-async function collect(mirror: Mirror, positionals: string[], values: { json?: boolean }, io: AdminIo): Promise<number> {
+async function collect(mirror: AdminMirror, positionals: string[], values: { json?: boolean }, io: AdminIo): Promise<number> {
   if (positionals.length) throw new UsageError('gc takes no arguments');
   const r = await gc({ storage: mirror.storage, events: mirror.events, fills: mirror.fills, cache: mirror.config.cache, turns: mirror.evictionTurns });
   if (values.json) {

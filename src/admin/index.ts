@@ -1,4 +1,3 @@
-export { adminApi, ADMIN_PREFIX, type AdminApiOptions } from './api.js';
 export { gc, type GcDeps, type GcResult } from './gc.js';
 export { formatPlatform, parsePlatform, resolveImage, splitReference, type ImageRef, type Platform } from './image-ref.js';
 export { listCached, type CachedImage, type ListDeps } from './list.js';

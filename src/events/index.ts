@@ -14,6 +14,4 @@ export {
   type UpstreamEvent,
 } from './emitter.js';
 export { observeFills } from './fills.js';
-export { reportCache, type CacheReport } from './report.js';
-export { onResponseEnd, type ResponseEnd } from './response-end.js';
 export { observeUpstream } from './upstream.js';

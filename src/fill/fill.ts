@@ -17,58 +17,34 @@ import { deadline } from '../deadline.js';
 import { DigestVerifier } from '../digest.js';
 import { OciError } from '../errors.js';
 import type { Digest } from '../reference.js';
-import type { BlobStore } from '../storage.js';
-import { FillRefusal, type FillLimits, type FillRefusalReason } from './limits.js';
-import { FillReader, type FillReaderOptions } from './reader.js';
+import { FillRefusal, type FillRefusalReason } from './limits.js';
+import type { FillOptions, FillSource, FillSourceResponse, FillState } from './types.js';
+
+export type { FillOptions, FillSource, FillSourceResponse, FillState } from './types.js';
+import { FillReader, type FillHold, type FillView } from './reader.js';
 import { SpoolWriter } from './spool-writer.js';
+import { RecentWindow } from './window.js';
 
-export interface FillSourceResponse {
-  /** Declared size, when the upstream sent a Content-Length. */
-  size: number | undefined;
-  body: Readable;
-  /**
-   * The bytes come from another replica's fill, which commits them to the shared store: this
-   * fill only verifies them, and commits only if the blob is still missing once verified.
-   */
-  relayed?: boolean;
-}
-
-/** Opens the upstream body; rejects with an OciError for an upstream that answers with an error. */
-export type FillSource = (signal: AbortSignal) => Promise<FillSourceResponse>;
-
-export type FillState = 'starting' | 'running' | 'verified' | 'committed' | 'failed';
-
-export interface FillOptions {
-  store: BlobStore;
-  /** Where to spool when the store has no spool capability of its own. */
-  spoolDir: string;
-  /** Shutdown of the owner. */
-  signal: AbortSignal;
-  /** The longest this fill may take, ms. */
-  timeout: number;
-  /** The largest blob, and the free space a fill must leave; shared by the fills of one registry. */
-  limits: FillLimits;
-}
-
-export class Fill {
+/**
+ * One blob on its way from the upstream to the store: spooled, hashed, verified, committed, and
+ * read by any number of clients meanwhile. Its progress is its own: readers see it through the
+ * read-only `FillView`, observers through the getters. (A little over 300 lines: the state and
+ * the steps that change it stay in one class so that no other file can change it.)
+ */
+export class Fill implements FillView {
   readonly digest: Digest;
   /** Resolves once the upstream answered (with the declared size), or rejects with its error. */
   readonly ready: Promise<{ size: number | undefined }>;
   /** Resolves once the blob is committed to the store; rejects when the fill failed. */
   readonly done: Promise<void>;
 
-  state: FillState = 'starting';
-  error: Error | undefined;
-  /** Bytes in the spool so far. */
-  written = 0;
-  /** Bytes received and hashed so far; those past `written` are only in memory (the recent window). */
-  received = 0;
-  /** Declared size until the end, then the verified size. */
-  size: number | undefined;
-  /** Set when the store already had the blob: readers go to the store instead of the spool. */
-  alreadyStored = false;
-  /** The bytes come from another replica's fill, not from an upstream (see `FillSourceResponse.relayed`). */
-  relayed = false;
+  #state: FillState = 'starting';
+  #error: Error | undefined;
+  #written = 0;
+  #received = 0;
+  #size: number | undefined;
+  #alreadyStored = false;
+  #relayed = false;
 
   private handle: FileHandle | undefined;
   private readers = 0;
@@ -76,6 +52,7 @@ export class Fill {
   private wakePromise: Promise<void> | undefined;
   private readonly options: FillOptions;
   private readonly controller = new AbortController();
+  private readonly recent = new RecentWindow(RECENT_WINDOW);
 
   constructor(digest: Digest, source: FillSource, options: FillOptions) {
     this.digest = digest;
@@ -98,18 +75,50 @@ export class Fill {
     this.done.catch(() => {});
   }
 
-  /** Bytes a reader may hand out now: the last byte waits until the digest has been checked. */
-  get readable(): number {
-    return this.state === 'verified' || this.state === 'committed' ? this.written : Math.max(0, this.received - 1);
+  get state(): FillState {
+    return this.#state;
+  }
+  get error(): Error | undefined {
+    return this.#error;
+  }
+  /** Bytes in the spool so far. */
+  get written(): number {
+    return this.#written;
+  }
+  /** Bytes received and hashed so far; those past `written` are only in memory (the recent window). */
+  get received(): number {
+    return this.#received;
+  }
+  /** Declared size until the end, then the verified size. */
+  get size(): number | undefined {
+    return this.#size;
+  }
+  /** The store already had the blob: readers go to the store instead of the spool. */
+  get alreadyStored(): boolean {
+    return this.#alreadyStored;
+  }
+  /** The bytes come from another replica's fill, not from an upstream (see `FillSourceResponse.relayed`). */
+  get relayed(): boolean {
+    return this.#relayed;
   }
 
   /** Which limit stopped the fill, if one did. */
   get refused(): FillRefusalReason | undefined {
-    return this.error instanceof FillRefusal ? this.error.reason : undefined;
+    return this.#error instanceof FillRefusal ? this.#error.reason : undefined;
   }
 
   get settled(): boolean {
-    return this.state === 'committed' || this.state === 'failed';
+    return this.#state === 'committed' || this.#state === 'failed';
+  }
+
+  bounds(hold: FillHold): { limit: number; total: number | undefined } {
+    const verified = this.#state === 'verified' || this.#state === 'committed';
+    // The last byte waits until the digest has been checked: no client ever gets a complete
+    // response for content that turns out to be wrong.
+    const checked = verified ? this.#written : Math.max(0, this.#received - 1);
+    const limit =
+      hold === 'none' ? this.#received : hold === 'committed' && this.#state !== 'committed' ? Math.min(checked, Math.max(0, this.#received - 1)) : checked;
+    return { limit, total: verified ? this.#written : this.#size };
   }
 
   /** Resolves at the next progress or state change. */
@@ -125,63 +134,26 @@ export class Fill {
    * A reader of bytes [start, end] (inclusive; `end` defaults to the last byte). Slow readers
    * only slow themselves: they read the spool file at their own pace. Once the spool is gone
    * (the blob was already stored, or committed and closed), the store serves the bytes.
+   * `untilCommitted` holds the last byte until the blob is in the store, not only verified: a
+   * replica relaying this fill then finds the blob stored when its own copy ends, and uploads nothing.
    */
-  async reader(start = 0, end?: number, options: Pick<FillReaderOptions, 'untilCommitted'> = {}): Promise<Readable> {
-    if (this.state === 'failed') throw this.error;
-    if (this.alreadyStored || (this.state === 'committed' && !this.handle)) {
+  async reader(start = 0, end?: number, { untilCommitted = false } = {}): Promise<Readable> {
+    if (this.#state === 'failed') throw this.#error;
+    if (this.#alreadyStored || (this.#state === 'committed' && !this.handle)) {
       const stream = await this.options.store.read(this.digest.value, { start, end });
       if (!stream) throw new OciError('BLOB_UNKNOWN', `blob ${this.digest.value} vanished from storage`);
       return stream;
     }
-    this.readers++;
-    return new FillReader(this, start, end, () => this.release(), { holdTail: true, ...options });
+    return this.newReader(start, end, untilCommitted ? 'committed' : 'verified');
   }
 
-  /**
-   * The last bytes written, kept in memory so that readers following the fill closely (the
-   * usual case) are served without reading back from the spool: one copy of the window per
-   * fill, whatever the number of readers. Readers further behind read the file.
-   */
-  private recent: Buffer[] = [];
-  private recentStart = 0;
-  private recentBytes = 0;
-
-  private remember(batch: Buffer[]): void {
-    for (const b of batch) {
-      this.recent.push(b);
-      this.recentBytes += b.length;
-      this.received += b.length;
-    }
-    this.trim();
-  }
-
-  /** Drops the oldest buffers beyond the window, but never one that is not in the file yet. */
-  private trim(): void {
-    for (let head = this.recent[0]; head; head = this.recent[0]) {
-      if (this.recentBytes - head.length < RECENT_WINDOW || this.recentStart + head.length > this.written) break;
-      this.recent.shift();
-      this.recentBytes -= head.length;
-      this.recentStart += head.length;
-    }
-  }
-
-  /** Up to `max` bytes at `position` from the in-memory window, without copying; undefined when not there. */
   fromMemory(position: number, max: number): Buffer | undefined {
-    if (position < this.recentStart || position >= this.recentStart + this.recentBytes) return undefined;
-    let offset = this.recentStart;
-    for (const b of this.recent) {
-      if (position < offset + b.length) {
-        const from = position - offset;
-        return b.subarray(from, Math.min(b.length, from + max));
-      }
-      offset += b.length;
-    }
-    return undefined;
+    return this.recent.read(position, max);
   }
 
   /** Positional read from the spool; safe while the fill is still writing. */
   async readAt(buffer: Buffer, position: number): Promise<number> {
-    if (!this.handle) throw this.error ?? new Error('spool is not open');
+    if (!this.handle) throw this.#error ?? new Error('spool is not open');
     const { bytesRead } = await this.handle.read(buffer, 0, buffer.length, position);
     return bytesRead;
   }
@@ -189,6 +161,11 @@ export class Fill {
   /** Stops the fill; nothing is committed. */
   abort(reason: Error = new OciError('UNAVAILABLE', 'blob fill aborted')): void {
     this.controller.abort(reason);
+  }
+
+  private newReader(start: number, end: number | undefined, hold: FillHold): FillReader {
+    this.readers++;
+    return new FillReader(this, start, end, () => this.release(), hold);
   }
 
   private notify(): void {
@@ -211,126 +188,136 @@ export class Fill {
     }
   }
 
+  /** The fill's steps, in order: the spool, the upstream's answer, the bytes, the commit. */
   private async run(
     source: FillSource,
     signal: AbortSignal,
     readyResolve: (v: { size: number | undefined }) => void,
     readyReject: (e: Error) => void,
   ): Promise<void> {
-    const { store, limits } = this.options;
-    let spoolPath: string | undefined;
-    let release: (() => void) | undefined;
-    let body: Readable | undefined;
-    let put: Promise<unknown> | undefined;
-    const putAbort = new AbortController();
+    const run: RunState = { putAbort: new AbortController() };
     try {
       // A fill that finished a moment ago may have committed between the caller's stat and now.
-      const existing = await store.stat(this.digest.value);
+      const existing = await this.options.store.stat(this.digest.value);
       if (existing) {
-        this.alreadyStored = true;
-        this.size = existing.size;
-        this.written = existing.size;
-        this.received = existing.size;
+        this.#alreadyStored = true;
+        this.#size = this.#written = this.#received = existing.size;
         readyResolve({ size: existing.size });
-        this.state = 'committed';
+        this.#state = 'committed';
         return;
       }
-
-      const dir = store.spool?.dir ?? this.options.spoolDir;
-      await mkdir(dir, { recursive: true });
-      spoolPath = join(dir, `${this.digest.hex.slice(0, 16)}-${randomUUID()}.fill`);
-      this.handle = await open(spoolPath, 'w+');
-      if (!store.spool) {
-        // Nothing needs the name any more: an unlinked spool vanishes by itself if the process dies.
-        await unlink(spoolPath);
-        spoolPath = undefined;
-      }
-
+      const dir = await this.openSpool(run);
       const res = await source(signal);
-      body = res.body;
-      this.size = res.size;
-      this.relayed = res.relayed === true;
+      run.body = res.body;
+      this.#size = res.size;
+      this.#relayed = res.relayed === true;
       // Before `ready`: a refusal is still an error response, not a cut 200.
-      release = await limits.admit(this.digest.value, dir, res.size, () => this.written);
-      this.state = 'running';
+      run.release = await this.options.limits.admit(this.digest.value, dir, res.size, () => this.#written);
+      this.#state = 'running';
       readyResolve({ size: res.size });
-
-      if (!store.spool && !res.relayed) {
-        // Stores without a local spool (S3, Keyv) take the bytes through put(), which verifies
-        // on its own; it follows the spool like any other reader, so it cannot slow the fill.
-        this.readers++;
-        const source = new FillReader(this, 0, undefined, () => this.release(), { holdTail: false });
-        put = store.put(this.digest.value, source, { size: res.size, signal: putAbort.signal });
-        put.catch(() => {});
-      }
-
-      const verifier = new DigestVerifier(this.digest, res.size);
-      const writer = new SpoolWriter(
-        this.handle,
-        verifier,
-        (batch, end) => {
-          // Without a declared size only this bounds the body; the batch that passes the limit goes nowhere.
-          limits.checkReceived(this.digest.value, end);
-          // Clients stream from memory while the batch is still on its way to the disk.
-          this.remember(batch);
-          this.notify();
-        },
-        (end) => {
-          this.written = end;
-          this.trim();
-          this.notify();
-        },
-      );
-      const onAbort = () => body?.destroy(signal.reason as Error);
-      signal.addEventListener('abort', onAbort, { once: true });
-      try {
-        signal.throwIfAborted();
-        await pipeline(body, writer);
-        signal.throwIfAborted();
-      } finally {
-        signal.removeEventListener('abort', onAbort);
-      }
-      this.size = verifier.verify();
-      this.state = 'verified';
-      this.notify();
-
-      if (res.relayed && (await store.stat(this.digest.value))) {
-        // The holder committed it (its relay holds the last byte until then): no second upload.
-        if (spoolPath) await unlink(spoolPath);
-        spoolPath = undefined;
-      } else if (store.spool && spoolPath) {
-        await store.spool.adopt(this.digest.value, spoolPath, this.size);
-        spoolPath = undefined;
-      } else if (put) {
-        await put;
-      } else {
-        this.readers++;
-        const verified = new FillReader(this, 0, undefined, () => this.release(), { holdTail: false });
-        put = store.put(this.digest.value, verified, { size: this.size, signal: putAbort.signal });
-        await put;
-      }
-      this.state = 'committed';
-      this.notify();
+      await this.stream(res, signal, run);
+      await this.commit(res, run);
     } catch (err) {
       const error = toError(err, signal);
-      this.error = error;
-      this.state = 'failed';
+      this.#error = error;
+      this.#state = 'failed';
       // An undici body destroyed before its end emits an error, and one refused before the
       // pipeline started has nobody listening: unheard, it would take the process down.
-      body?.on('error', () => {}).destroy();
-      putAbort.abort(error);
+      run.body?.on('error', () => {}).destroy();
+      run.putAbort.abort(error);
       readyReject(error);
       this.notify();
       // The fill is over only when the store has cleaned up after the aborted put too.
-      await Promise.allSettled([put, spoolPath && unlink(spoolPath)]);
+      await Promise.allSettled([run.put, run.spoolPath && unlink(run.spoolPath)]);
       throw error;
     } finally {
-      release?.();
-      this.recent = [];
-      this.recentBytes = 0;
+      run.release?.();
+      this.recent.clear();
       this.maybeClose();
     }
   }
+
+  /** Opens the spool file; returns the directory it lies in. */
+  private async openSpool(run: RunState): Promise<string> {
+    const { store } = this.options;
+    const dir = store.spool?.dir ?? this.options.spoolDir;
+    await mkdir(dir, { recursive: true });
+    const path = join(dir, `${this.digest.hex.slice(0, 16)}-${randomUUID()}.fill`);
+    this.handle = await open(path, 'w+');
+    if (store.spool) run.spoolPath = path;
+    // Nothing needs the name any more: an unlinked spool vanishes by itself if the process dies.
+    else await unlink(path);
+    return dir;
+  }
+
+  /** Receives, hashes and spools the body, handing batches to readers from memory meanwhile; verifies it. */
+  private async stream(res: FillSourceResponse, signal: AbortSignal, run: RunState): Promise<void> {
+    const { store, limits } = this.options;
+    if (!store.spool && !res.relayed) {
+      // Stores without a local spool (S3, Keyv) take the bytes through put(), which verifies
+      // on its own; it follows the spool like any other reader, so it cannot slow the fill.
+      run.put = store.put(this.digest.value, this.newReader(0, undefined, 'none'), { size: res.size, signal: run.putAbort.signal });
+      run.put.catch(() => {});
+    }
+    const verifier = new DigestVerifier(this.digest, res.size);
+    const writer = new SpoolWriter(
+      this.handle!,
+      verifier,
+      (batch, end) => {
+        // Without a declared size only this bounds the body; the batch that passes the limit goes nowhere.
+        limits.checkReceived(this.digest.value, end);
+        // Clients stream from memory while the batch is still on its way to the disk.
+        this.recent.push(batch);
+        this.#received = end;
+        this.recent.trim(this.#written);
+        this.notify();
+      },
+      (end) => {
+        this.#written = end;
+        this.recent.trim(end);
+        this.notify();
+      },
+    );
+    const onAbort = () => res.body.destroy(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      signal.throwIfAborted();
+      await pipeline(res.body, writer);
+      signal.throwIfAborted();
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
+    this.#size = verifier.verify();
+    this.#state = 'verified';
+    this.notify();
+  }
+
+  /** Puts the verified blob in the store: by rename, through the put that followed the fill, or by a put now. */
+  private async commit(res: FillSourceResponse, run: RunState): Promise<void> {
+    const { store } = this.options;
+    if (res.relayed && (await store.stat(this.digest.value))) {
+      // The holder committed it (its relay holds the last byte until then): no second upload.
+      if (run.spoolPath) await unlink(run.spoolPath);
+      run.spoolPath = undefined;
+    } else if (store.spool && run.spoolPath) {
+      await store.spool.adopt(this.digest.value, run.spoolPath, this.#size!);
+      run.spoolPath = undefined;
+    } else {
+      run.put ??= store.put(this.digest.value, this.newReader(0, undefined, 'none'), { size: this.#size, signal: run.putAbort.signal });
+      await run.put;
+    }
+    this.#state = 'committed';
+    this.notify();
+  }
+}
+
+/** What one run of a fill holds, for its steps and for the cleanup after a failure. */
+interface RunState {
+  spoolPath?: string;
+  body?: Readable;
+  put?: Promise<unknown>;
+  putAbort: AbortController;
+  release?: () => void;
 }
 
 /** How much of the newest data a fill keeps in memory for the readers that follow it live. */

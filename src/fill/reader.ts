@@ -5,23 +5,29 @@
  * one chunk plus the stream's buffer.
  */
 import { Readable } from 'node:stream';
-import type { Fill } from './fill.js';
 
 const CHUNK = 256 * 1024;
 
-export interface FillReaderOptions {
-  /**
-   * Hold back the last byte until the digest has been verified, so that a client never
-   * receives a complete response for content that turns out to be wrong. A store's put()
-   * verifies on its own and does not need it.
-   */
-  holdTail?: boolean;
-  /**
-   * Hold the last byte until the blob is committed to the store, not only verified: a replica
-   * relaying this fill then finds the blob stored when its own copy ends, and uploads nothing.
-   */
-  untilCommitted?: boolean;
+/** What a reader may see of a fill: read-only, and the fill alone decides what is readable. */
+export interface FillView {
+  readonly error: Error | undefined;
+  /** Bytes in the spool so far. */
+  readonly written: number;
+  /** How far a reader may go now under its hold policy, and the fill's length once known. */
+  bounds(hold: FillHold): { limit: number; total: number | undefined };
+  /** Up to `max` bytes at `position` from the fill's memory window, without copying. */
+  fromMemory(position: number, max: number): Buffer | undefined;
+  /** Positional read from the spool. */
+  readAt(buffer: Buffer, position: number): Promise<number>;
+  /** Resolves at the next progress or state change. */
+  changed(): Promise<void>;
 }
+
+/**
+ * What a reader holds back: nothing (a store's put() verifies on its own), the last byte until
+ * the digest checks, or the last byte until the blob is committed to the store.
+ */
+export type FillHold = 'none' | 'verified' | 'committed';
 
 export class FillReader extends Readable {
   private position: number;
@@ -30,11 +36,11 @@ export class FillReader extends Readable {
   private released = false;
 
   constructor(
-    private readonly fill: Fill,
+    private readonly fill: FillView,
     start: number,
     end: number | undefined,
     private readonly onRelease: () => void,
-    private readonly options: FillReaderOptions = { holdTail: true },
+    private readonly hold: FillHold,
   ) {
     super({ highWaterMark: CHUNK });
     this.position = start;
@@ -80,19 +86,12 @@ export class FillReader extends Readable {
     for (;;) {
       if (this.destroyed) return;
       if (fill.error) throw fill.error;
-      const finished = fill.state === 'verified' || fill.state === 'committed';
-      const total = finished ? fill.written : fill.size;
+      const { limit, total } = fill.bounds(this.hold);
       const end = Math.min(this.last ?? Infinity, (total ?? Infinity) - 1);
       if (this.position > end) {
         this.push(null);
         return;
       }
-      const limit =
-        this.options.holdTail === false
-          ? fill.received
-          : this.options.untilCommitted && fill.state !== 'committed'
-            ? Math.min(fill.readable, Math.max(0, fill.received - 1))
-            : fill.readable;
       const available = Math.min(limit, end + 1) - this.position;
       if (available > 0) {
         const recent = fill.fromMemory(this.position, Math.min(available, CHUNK));

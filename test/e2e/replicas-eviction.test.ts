@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EvictionEvent } from '../../src/events/index.js';
+import { parseConfig } from '../../src/config.js';
 import { startServer, type MirrorServer } from '../../src/server.js';
 import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';
 import { raw, waitFor } from '../helpers/http.js';
@@ -45,7 +46,7 @@ describe.skipIf(!requireTool('redis-server', REDIS_INSTALL_HINT))('eviction acro
   const replica = async (): Promise<MirrorServer> => {
     const port = await freePort();
     const server = await startServer(
-      {
+      parseConfig({
         listen: `127.0.0.1:${port}`,
         storage: {
           blobs: { type: 's3', bucket: s3!.bucket, prefix: 'evict', endpoint: s3!.endpoint, forcePathStyle: true, ...S3RVER_CREDENTIALS },
@@ -57,7 +58,7 @@ describe.skipIf(!requireTool('redis-server', REDIS_INSTALL_HINT))('eviction acro
         fill: { spoolDir: join(work, `spool-${port}`) },
         shutdownGrace: '1s',
         replication: { redis: redis!.url, advertise: `http://127.0.0.1:${port}`, secret: SECRET, namespace: 'evict' },
-      },
+      }),
       { logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }) },
     );
     servers.push(server);

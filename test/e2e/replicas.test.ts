@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { MirrorConfigInput } from '../../src/config.js';
+import { parseConfig, type MirrorConfigInput } from '../../src/config.js';
 import { digestOf } from '../../src/digest.js';
 import { startServer, type MirrorServer } from '../../src/server.js';
 import { collect } from '../conformance/helpers.js';
@@ -58,7 +58,7 @@ describe.skipIf(!redisInstalled)('mirror replicas on one S3 bucket and one Redis
   });
 
   const startReplica = async (): Promise<MirrorServer> => {
-    const server = await startServer(await config(await freePort()), { logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }) });
+    const server = await startServer(parseConfig(await config(await freePort())), { logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }) });
     servers.push(server);
     return server;
   };

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { digestOf } from '../../src/digest.js';
+import { parseConfig } from '../../src/config.js';
 import { startServer, type MirrorServer } from '../../src/server.js';
 import { pushMultiLayerImage, type Fixture } from '../helpers/images.js';
 import { terminateAll } from '../helpers/processes.js';
@@ -35,13 +36,13 @@ describe.skipIf(!tools)('cached blob GETs redirected to presigned S3 URLs', () =
   const startMirror = async (name: string, redirect: boolean | undefined, upstream: { private?: boolean } = {}) => {
     const blobs = { type: 's3', bucket: s3!.bucket, prefix: PREFIX, endpoint: s3!.endpoint, forcePathStyle: true, ...S3RVER_CREDENTIALS } as const;
     const server = await startServer(
-      {
+      parseConfig({
         listen: '127.0.0.1:0',
         storage: { blobs: redirect === undefined ? blobs : { ...blobs, redirect: { enabled: redirect, expiresIn: '2m' } }, meta: { type: 'fs', path: join(work, name) } },
         upstreams: [{ name: 'registry.test', url: registry!.url, ...upstream }],
         fill: { spoolDir: join(work, `${name}-spool`) },
         shutdownGrace: '1s',
-      },
+      }),
       { logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }) },
     );
     servers.push(server);

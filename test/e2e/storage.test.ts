@@ -11,8 +11,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { MirrorConfigInput } from '../../src/config.js';
 import { digestOf } from '../../src/digest.js';
+import { parseConfig, type MirrorConfigInput } from '../../src/config.js';
 import { startServer, type MirrorServer } from '../../src/server.js';
 import { collect } from '../conformance/helpers.js';
 import { pushBigImage, pushDockerManifestList, pushMultiLayerImage, pushOciIndex, type Fixture } from '../helpers/images.js';
@@ -48,14 +48,14 @@ describe.skipIf(!tools || !redisInstalled)('skopeo through mirrors on S3 and on 
 
   const startMirror = (storage: MirrorConfigInput['storage']): Promise<MirrorServer> =>
     startServer(
-      {
+      parseConfig({
         listen: '127.0.0.1:0',
         storage,
         upstreams: [{ name: 'registry.test', url: registry!.url, timeouts: { connect: '2s', headers: '5s', body: '5s' } }],
         cache: { tagTtl: `${TAG_TTL_MS}ms` },
         fill: { spoolDir: join(work, 'spool') },
         shutdownGrace: '2s',
-      },
+      }),
       { logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }) },
     );
 

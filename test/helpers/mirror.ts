@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { fsStorage } from '../../adapters/fs/index.js';
-import type { MirrorConfigInput } from '../../src/config.js';
 import type { Storage } from '../../src/storage.js';
+import { parseConfig, type MirrorConfigInput } from '../../src/config.js';
 import { startServer, type MirrorServer } from '../../src/server.js';
 
 export interface TestMirror extends MirrorServer {
@@ -40,13 +40,13 @@ export async function startTestMirror(
     storage = { blobs, meta: fs.meta };
   }
   const server = await startServer(
-    {
+    parseConfig({
       listen: '127.0.0.1:0',
       storage: { type: 'fs', path: dataDir, fsync: false },
       upstreams: [{ name: 'registry.test', url: upstreamUrl, timeouts: { connect: '2s', headers: '5s', body: '5s' } }],
       shutdownGrace: '2s',
       ...config,
-    },
+    }),
     { logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }), storage },
   );
   return Object.assign(server, {

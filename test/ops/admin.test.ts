@@ -53,7 +53,7 @@ describe('admin config', () => {
   });
 
   it('fails start-up with a ConfigError when the token file cannot be read', async () => {
-    const start = startServer({ listen: '127.0.0.1:0', admin: { enabled: true, tokenFile: '/nonexistent/admin-token' } });
+    const start = startServer(parseConfig({ listen: '127.0.0.1:0', admin: { enabled: true, tokenFile: '/nonexistent/admin-token' } }));
     await expect(start).rejects.toThrow(ConfigError);
     await expect(start).rejects.toThrow('admin.tokenFile: cannot read /nonexistent/admin-token: ENOENT');
   });

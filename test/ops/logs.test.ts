@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { REDACT_PATHS, createLogger } from '../../src/logging/index.js';
+import { parseConfig } from '../../src/config.js';
 import { startServer, type MirrorServer } from '../../src/server.js';
 import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';
 import { raw, waitFor } from '../helpers/http.js';
@@ -41,11 +42,11 @@ beforeEach(async () => {
   dataDir = await mkdtemp(join(tmpdir(), 'oci-mirror-logs-'));
   log = capture();
   server = await startServer(
-    {
+    parseConfig({
       listen: '127.0.0.1:0',
       storage: { type: 'fs', path: dataDir, fsync: false },
       upstreams: [{ name: 'registry.test', url: upstream.url, username: 'robot', password: PASSWORD }],
-    },
+    }),
     { logger: createLogger({ level: 'trace', destination: log.stream }) },
   );
 });

@@ -11,16 +11,16 @@
  *   POST /_mirror/admin/warm   { "images": [...], "platforms": ["linux/arm64"] } → WarmReport
  */
 import type { Middleware, ParameterizedContext } from 'koa';
-import { isOciError } from '../errors.js';
-import { trackPins } from '../eviction/pins.js';
-import { readCapped } from '../http.js';
-import { secretMatcher } from '../secrets.js';
-import type { Mirror } from '../mirror.js';
-import { gc } from './gc.js';
-import { parsePlatform } from './image-ref.js';
-import { listCached } from './list.js';
-import { purge } from './purge.js';
-import { warmImages } from './warm.js';
+import { isOciError } from '../../src/errors.js';
+import { trackPins } from '../../src/eviction/pins.js';
+import { readCapped } from '../../src/http.js';
+import { secretMatcher } from '../../src/secrets.js';
+import type { Mirror } from '../mirror/index.js';
+import { gc } from '../../src/admin/gc.js';
+import { parsePlatform } from '../../src/admin/image-ref.js';
+import { listCached } from '../../src/admin/list.js';
+import { purge } from '../../src/admin/purge.js';
+import { warmImages } from '../../src/admin/warm.js';
 
 export const ADMIN_PREFIX = '/_mirror/admin';
 const MAX_BODY = 64 * 1024;

@@ -4,29 +4,30 @@
  */
 import type { Middleware } from 'koa';
 import compose from 'koa-compose';
-import { clientIdentity, loadHtpasswd, mirrorAuth, upstreamAccess, type ClientIdentity } from '../middleware/auth/index.js';
-import { blobCache, type BlobRedirectOptions } from '../middleware/blobs/index.js';
-import { ociErrors, type OciErrorsOptions } from '../middleware/errors/index.js';
-import { listProxy } from '../middleware/lists/index.js';
-import { manifestCache } from '../middleware/manifests/index.js';
-import { ManifestCache } from './manifests/cache.js';
-import { fillRelay } from '../middleware/replication/index.js';
-import { ociRequest } from '../middleware/request/index.js';
-import { upstreamSelect } from '../middleware/upstream/index.js';
-import { createRouting, type Routing, type RoutingOptions } from './upstream/routing.js';
-import { Links } from './access/links.js';
-import { isProtected } from './access/rules.js';
-import { ConfigError, parseConfig, type MirrorConfig, type MirrorConfigInput } from './config.js';
-import { readSecret } from './secrets.js';
-import { MirrorEvents, observeFills, observeUpstream, onResponseEnd } from './events/index.js';
-import { evictionFromConfig, type Eviction, type EvictionTurns } from './eviction/index.js';
-import { prefetchPlatforms } from './admin/prefetch.js';
-import { createFills, type Fills } from './fill/index.js';
-import { FILLS_PATH, replicationFromConfig } from './replication/index.js';
-import type { Storage } from './storage.js';
-import { blobRedirect, createStorage } from './storage-config.js';
-import { createFailoverUpstream, type FailoverUpstream } from './upstream/failover.js';
-import type { Upstream, UpstreamCredentials } from './upstream/types.js';
+import { clientIdentifier, loadHtpasswd, mirrorAuth, upstreamAccess, type IdentifyClient } from '../auth/index.js';
+import { blobCache, type BlobRedirectOptions } from '../blobs/index.js';
+import { ociErrors, type OciErrorsOptions } from '../errors/index.js';
+import { listProxy } from '../lists/index.js';
+import { manifestCache } from '../manifests/index.js';
+import { ManifestCache } from '../../src/manifests/cache.js';
+import { fillRelay } from '../replication/index.js';
+import { ociRequest } from '../request/index.js';
+import { upstreamSelect } from '../upstream/index.js';
+import { createRouting, type Routing, type RoutingOptions } from '../../src/upstream/routing.js';
+import { Links } from '../../src/access/links.js';
+import { isProtected } from '../../src/access/rules.js';
+import { ConfigError, type MirrorConfig } from '../../src/config.js';
+import { readSecret } from '../../src/secrets.js';
+import { MirrorEvents, observeFills, observeUpstream } from '../../src/events/index.js';
+import { onResponseEnd } from '../shared/response-end.js';
+import { evictionFromConfig, type Eviction, type EvictionTurns } from '../../src/eviction/index.js';
+import { prefetchPlatforms } from '../../src/admin/prefetch.js';
+import { createFills, type Fills } from '../../src/fill/index.js';
+import { FILLS_PATH, replicationFromConfig } from '../../src/replication/index.js';
+import type { Storage } from '../../src/storage.js';
+import { blobRedirect, createStorage } from '../../src/storage-config.js';
+import { createFailoverUpstream, type FailoverUpstream } from '../../src/upstream/failover.js';
+import type { Upstream, UpstreamCredentials } from '../../src/upstream/types.js';
 
 export interface MirrorOptions {
   /** Storage to use instead of the one the config describes (a custom adapter, say). */
@@ -64,7 +65,7 @@ export interface Mirror extends Middleware {
    * Who a client is, when the config protects the mirror (`auth.htpasswd`, `auth.tokens`): for
    * routes of your own beside it that should ask for the same credentials (`requireClient`).
    */
-  readonly identify: ClientIdentity | undefined;
+  readonly identify: IdentifyClient | undefined;
   /** Start-up recovery of storage (temporary data a killed process left behind). */
   readonly ready: Promise<void>;
   /** Lets fills in flight finish for up to `graceMs`, then aborts them. */
@@ -96,7 +97,7 @@ function upstreamCredentials(u: MirrorConfig['upstreams'][number]): UpstreamCred
 }
 
 /** How the mirror recognizes its clients, when the config protects it. */
-function identityFrom(config: MirrorConfig): ClientIdentity | undefined {
+function identityFrom(config: MirrorConfig): IdentifyClient | undefined {
   const { auth } = config;
   if (!isProtected(auth)) return undefined;
   let users;
@@ -105,7 +106,7 @@ function identityFrom(config: MirrorConfig): ClientIdentity | undefined {
   } catch (err) {
     throw new ConfigError(`auth.htpasswd: ${(err as Error).message}`);
   }
-  return clientIdentity({
+  return clientIdentifier({
     htpasswd: users,
     tokens: auth.tokens.map((t, i) => ({
       name: t.name,
@@ -115,7 +116,7 @@ function identityFrom(config: MirrorConfig): ClientIdentity | undefined {
 }
 
 /** The mirror's own client authentication, when the config asks for any. */
-function mirrorAuthFrom(config: MirrorConfig, identify: ClientIdentity | undefined): Middleware | undefined {
+function mirrorAuthFrom(config: MirrorConfig, identify: IdentifyClient | undefined): Middleware | undefined {
   if (!identify) return undefined;
   const { auth } = config;
   const forwarding = new Set(config.upstreams.filter((u) => u.forwardCredentials).map((u) => u.name));
@@ -136,8 +137,7 @@ function redirectFrom(config: MirrorConfig): BlobRedirectOptions | undefined {
   return { ...redirect, skip: (target) => gated.has(target.upstream.name) };
 }
 
-export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, options: MirrorOptions = {}): Mirror {
-  const config = parseConfig(input);
+export function createMirror(config: MirrorConfig, options: MirrorOptions = {}): Mirror {
   // Replicas share the storage: start-up recovery must leave the others' fills in flight alone.
   const storage = options.storage ?? createStorage(config.storage, { recoverOlderThan: config.replication ? config.fill.timeout : 0 });
   const upstreams = options.upstreams ?? createUpstreams(config.upstreams);
@@ -202,7 +202,7 @@ export function createMirror(input: MirrorConfigInput | MirrorConfig = {}, optio
   const chain = compose([
     ociErrors({ onError: options.onError }),
     ociRequest(),
-    upstreamSelect(routes),
+    upstreamSelect({ routing }),
     ...(protect ? [protect] : []),
     upstreamAccess({
       policy: (name) => policies.get(name),

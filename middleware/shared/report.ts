@@ -4,8 +4,8 @@
  * and a `served` event when the response has ended (bytes, completion, duration).
  */
 import type { ParameterizedContext } from 'koa';
-import type { UpstreamTarget } from '../state.js';
-import type { CacheResult, ContentKind, MirrorEvents } from './emitter.js';
+import type { UpstreamTarget } from '../../src/state.js';
+import type { CacheResult, ContentKind, MirrorEvents } from '../../src/events/index.js';
 import { onResponseEnd } from './response-end.js';
 
 export interface CacheReport {
