@@ -21,7 +21,8 @@ import { readSecret } from '../../src/secrets.js';
 import { MirrorEvents, observeFills, observeUpstream } from '../../src/events/index.js';
 import { onResponseEnd } from '../shared/response-end.js';
 import { evictionFromConfig, type Eviction, type EvictionTurns } from '../../src/eviction/index.js';
-import { prefetchPlatforms } from '../../src/admin/prefetch.js';
+import { prefetchPlatforms, type Prefetcher } from '../../src/admin/prefetch.js';
+import type { WarmDeps } from '../../src/admin/warm.js';
 import { createFills, type Fills } from '../../src/fill/index.js';
 import { FILLS_PATH, replicationFromConfig } from '../../src/replication/index.js';
 import type { Storage } from '../../src/storage.js';
@@ -137,6 +138,67 @@ function redirectFrom(config: MirrorConfig): BlobRedirectOptions | undefined {
   return { ...redirect, skip: (target) => gated.has(target.upstream.name) };
 }
 
+/** Upstreams by name, with the routing the config gives them (aliases, default); injected ones route by name, first is default. */
+function routingFrom(config: MirrorConfig, upstreams: Upstream[], events: MirrorEvents): Routing {
+  const routes: RoutingOptions = {
+    upstreams: upstreams.map((upstream) => {
+      const u = config.upstreams.find((c) => c.name === upstream.name);
+      return { upstream: observeUpstream(upstream, events), aliases: u?.aliases, default: u?.default };
+    }),
+    fallbackGroups: config.fallbackGroups,
+  };
+  return createRouting(routes);
+}
+
+/** The work a long-running mirror does beside its requests: eviction and platform prefetch. */
+function backgroundFrom(
+  config: MirrorConfig,
+  parts: WarmDeps,
+  { ready, turns, onError }: { ready: Promise<void>; turns: EvictionTurns | undefined; onError: MirrorOptions['onBackgroundError'] },
+): { eviction?: Eviction; prefetch?: Prefetcher } {
+  const { storage, events, fills } = parts;
+  const eviction = evictionFromConfig(config.cache, { storage, events, fills, after: ready, turns, onError: (err) => onError?.(err, 'eviction') });
+  const prefetch = config.cache.prefetchPlatforms
+    ? prefetchPlatforms(parts, {
+        maxManifestBytes: config.cache.maxManifestBytes,
+        skip: new Set(config.upstreams.filter((u) => u.forwardCredentials).map((u) => u.name)),
+        onError: (err) => onError?.(err, 'prefetch'),
+      })
+    : undefined;
+  return { eviction, prefetch };
+}
+
+interface ChainParts {
+  routing: Routing;
+  identify: IdentifyClient | undefined;
+  manifests: ManifestCache;
+  links: Links;
+  fills: Fills;
+  storage: Storage;
+  events: MirrorEvents;
+}
+
+/** The order of the middlewares, in one place. */
+function chainFrom(config: MirrorConfig, { routing, identify, manifests, links, fills, storage, events }: ChainParts, options: MirrorOptions): Middleware {
+  const protect = mirrorAuthFrom(config, identify);
+  // Looked up on every request: a map, not a scan of the config.
+  const policies = new Map(config.upstreams.map((u) => [u.name, { forwardCredentials: u.forwardCredentials, private: u.private }]));
+  return compose([
+    ociErrors({ onError: options.onError }),
+    ociRequest(),
+    upstreamSelect({ routing }),
+    ...(protect ? [protect] : []),
+    upstreamAccess({
+      policy: (name) => policies.get(name),
+      ttl: config.auth.accessTtl,
+      challengeAtBase: config.upstreams.some((u) => u.forwardCredentials || u.private),
+    }),
+    manifestCache({ cache: manifests, events }),
+    blobCache({ blobs: storage.blobs, fills, links, events, redirect: redirectFrom(config) }),
+    listProxy(),
+  ]);
+}
+
 export function createMirror(config: MirrorConfig, options: MirrorOptions = {}): Mirror {
   // Replicas share the storage: start-up recovery must leave the others' fills in flight alone.
   const storage = options.storage ?? createStorage(config.storage, { recoverOlderThan: config.replication ? config.fill.timeout : 0 });
@@ -164,55 +226,13 @@ export function createMirror(config: MirrorConfig, options: MirrorOptions = {}):
   const maintenance = options.maintenance ?? true;
   const ready = maintenance ? Promise.all([storage.blobs.recover?.(), storage.meta.recover?.()]).then(() => {}) : Promise.resolve();
   ready.catch(() => {});
-  const eviction = maintenance
-    ? evictionFromConfig(config.cache, {
-        storage,
-        events,
-        fills,
-        after: ready,
-        onError: (err) => options.onBackgroundError?.(err, 'eviction'),
-        turns: replication?.evictionTurns,
-      })
-    : undefined;
-  const routes: RoutingOptions = {
-    // Config upstreams carry routing (aliases, default); injected ones route by name, first is default.
-    upstreams: upstreams.map((upstream) => {
-      const u = config.upstreams.find((c) => c.name === upstream.name);
-      return { upstream: observeUpstream(upstream, events), aliases: u?.aliases, default: u?.default };
-    }),
-    fallbackGroups: config.fallbackGroups,
-  };
-  const routing = createRouting(routes);
-  const prefetch =
-    maintenance && config.cache.prefetchPlatforms
-      ? prefetchPlatforms(
-          { routing, manifests, links, fills, storage, events },
-          {
-            maxManifestBytes: config.cache.maxManifestBytes,
-            skip: new Set(config.upstreams.filter((u) => u.forwardCredentials).map((u) => u.name)),
-            onError: (err) => options.onBackgroundError?.(err, 'prefetch'),
-          },
-        )
-      : undefined;
+  const routing = routingFrom(config, upstreams, events);
+  const { eviction, prefetch } = maintenance
+    ? backgroundFrom(config, { routing, manifests, links, fills, storage, events }, { ready, turns: replication?.evictionTurns, onError: options.onBackgroundError })
+    : {};
 
   const identify = identityFrom(config);
-  const protect = mirrorAuthFrom(config, identify);
-  // Looked up on every request: a map, not a scan of the config.
-  const policies = new Map(config.upstreams.map((u) => [u.name, { forwardCredentials: u.forwardCredentials, private: u.private }]));
-  const chain = compose([
-    ociErrors({ onError: options.onError }),
-    ociRequest(),
-    upstreamSelect({ routing }),
-    ...(protect ? [protect] : []),
-    upstreamAccess({
-      policy: (name) => policies.get(name),
-      ttl: config.auth.accessTtl,
-      challengeAtBase: config.upstreams.some((u) => u.forwardCredentials || u.private),
-    }),
-    manifestCache({ cache: manifests, events }),
-    blobCache({ blobs: storage.blobs, fills, links, events, redirect: redirectFrom(config) }),
-    listProxy(),
-  ]);
+  const chain = chainFrom(config, { routing, identify, manifests, links, fills, storage, events }, options);
   const unhandled = async () => {
     // Every /v2/ route is claimed above; reaching here means a custom chain dropped one.
   };
