@@ -14,11 +14,13 @@ import type { Fills } from '../fill/index.js';
 import type { Storage } from '../storage.js';
 import { AccessLog } from './access.js';
 import { trackPins } from './pins.js';
-import { planEviction, type PlanNode, type Victim } from './plan.js';
-import { removeContent } from './remove.js';
-import { StoreIndex, type IndexNode, type ScanResult } from './store-index.js';
-import { DEFAULT_MAX_MANIFEST_BYTES, TAG_PREFIX } from '../manifests/keys.js';
+import { evictNow, type EvictionPass, type PassContext } from './pass.js';
+import { PassScheduler } from './scheduler.js';
+import { StoreIndex, type ScanResult } from './store-index.js';
+import { DEFAULT_MAX_MANIFEST_BYTES } from '../manifests/keys.js';
 import type { EvictionTurns } from './turns.js';
+
+export type { EvictionPass } from './pass.js';
 
 
 export interface EvictionOptions {
@@ -52,15 +54,6 @@ export interface EvictionOptions {
   recentMs?: number;
 }
 
-export interface EvictionPass {
-  evicted: number;
-  bytes: number;
-  /** The batch limit stopped the pass; another follows soon. */
-  more: boolean;
-  /** Another replica held the turn: this one removed nothing. */
-  elsewhere?: boolean;
-}
-
 export interface Eviction {
   /** The start-up scan; passes wait for it. */
   readonly ready: Promise<ScanResult>;
@@ -90,24 +83,79 @@ export function createEviction(options: EvictionOptions): Eviction {
     now,
     isPinned,
     onGrow: (bytes: number) => {
-      if (maxBytes !== undefined && bytes > maxBytes) schedule(Math.min(interval, 1000));
+      if (maxBytes !== undefined && bytes > maxBytes) scheduler.schedule(Math.min(interval, 1000));
     },
   });
   const { nodes } = index;
-  let closed = false;
-  let timer: NodeJS.Timeout | undefined;
-  let timerAt = Infinity;
-  let running: Promise<EvictionPass> | undefined;
-  const lastAccess = (digest: string, node: IndexNode) => index.lastAccess(digest, node);
   /** Being served or filled here, or (replicas) used recently enough that another replica may be serving it. */
   const inUse = (digest: string, at: number) => {
     if (isPinned(digest)) return true;
     if (!turns) return false;
     const node = nodes.get(digest);
-    return node !== undefined && lastAccess(digest, node) > at - recentMs;
+    return node !== undefined && index.lastAccess(digest, node) > at - recentMs;
   };
+  const passContext: PassContext = { index, storage, events, isPinned, inUse, now, ttl, maxBytes, batch };
 
-  const unsubscribe = [
+  const unsubscribe = [...follow(events, index, access), () => pins.stop()];
+  const scheduler = new PassScheduler(pass, interval, onError);
+
+  async function pass(): Promise<EvictionPass> {
+    // A scan that failed (storage down at start-up) is tried again rather than given up on.
+    await ready.catch(() => (ready = index.scan()));
+    await ready;
+    if (!turns) return evictNow(passContext);
+    const turn = await turns.take();
+    if (!turn) {
+      // Not ours: only keep the index (and the storage metrics read from it) near the truth; at most once an interval.
+      if (now() - index.scannedAt >= interval) await index.scan();
+      return { evicted: 0, bytes: 0, more: false, elsewhere: true };
+    }
+    try {
+      await index.scan();
+      return await evictNow(passContext);
+    } finally {
+      await turn.release();
+    }
+  }
+
+  const flush = () => {
+    // Still being served: as good as accessed now (what another replica's eviction reads).
+    for (const digest of pins.served()) access.touch(digest);
+    return access.flush((digest) => nodes.has(digest)).catch((err: unknown) => {
+      onError?.(err);
+    });
+  };
+  const flusher = setInterval(() => void flush(), flushInterval);
+  flusher.unref();
+
+  let ready = (options.after ?? Promise.resolve()).then(() => index.scan());
+  ready.then(
+    () => scheduler.schedule(),
+    (err: unknown) => {
+      onError?.(err);
+      scheduler.schedule();
+    },
+  );
+
+  return {
+    get ready() {
+      return ready;
+    },
+    run: () => scheduler.run(),
+    stats: () => ({ bytes: index.bytes, objects: nodes.size }),
+    flush,
+    async close() {
+      clearInterval(flusher);
+      await scheduler.close();
+      for (const off of unsubscribe) off();
+      await flush();
+    },
+  };
+}
+
+/** Keeps the index current from what the mirror does; returns the unsubscribers. */
+function follow(events: MirrorEvents, index: StoreIndex, access: AccessLog): Array<() => void> {
+  return [
     events.on('cache', (e) => {
       access.touch(e.digest);
       // A blob miss has no size yet: its fill adds it once committed.
@@ -125,138 +173,5 @@ export function createEviction(options: EvictionOptions): Eviction {
     events.on('eviction', (e) => {
       if (e.reason === 'purge') index.remove(e.digest);
     }),
-    () => pins.stop(),
   ];
-
-  async function pass(): Promise<EvictionPass> {
-    // A scan that failed (storage down at start-up) is tried again rather than given up on.
-    await ready.catch(() => (ready = index.scan()));
-    await ready;
-    if (!turns) return evictNow();
-    const turn = await turns.take();
-    if (!turn) {
-      // Not ours: only keep the index (and the storage metrics read from it) near the truth; at most once an interval.
-      if (now() - index.scannedAt >= interval) await index.scan();
-      return { evicted: 0, bytes: 0, more: false, elsewhere: true };
-    }
-    try {
-      await index.scan();
-      return await evictNow();
-    } finally {
-      await turn.release();
-    }
-  }
-
-  async function evictNow(): Promise<EvictionPass> {
-    await index.readReferences();
-    const started = now();
-    const view = new Map<string, PlanNode>();
-    for (const [digest, node] of nodes) view.set(digest, { size: node.size, kind: node.kind, lastAccess: lastAccess(digest, node), refs: node.refs });
-    const plan = planEviction({ nodes: view, isPinned: (digest) => inUse(digest, started), now: started, ttl, maxBytes, limit: batch });
-
-    const result: EvictionPass = { evicted: 0, bytes: 0, more: plan.more };
-    const gone = new Set<string>();
-    /** What a manifest kept after all (or one cached since the plan) references: it stays too. */
-    const kept = new Set<string>();
-    for (const victim of plan.victims) {
-      for (const ref of await index.readReferences()) kept.add(ref);
-      if (kept.has(victim.digest) || !stillEvictable(victim, started)) {
-        // The plan freed this manifest's references on the assumption that it goes.
-        for (const ref of nodes.get(victim.digest)?.refs ?? []) kept.add(ref);
-        continue;
-      }
-      await evict(victim);
-      gone.add(victim.digest);
-      result.evicted++;
-      result.bytes += victim.size;
-    }
-    if (plan.victims.some((v) => v.kind === 'manifest' && gone.has(v.digest))) await forgetTags(gone);
-    return result;
-  }
-
-  /** The plan is a snapshot; a request may have come for the object since. */
-  function stillEvictable(victim: Victim, plannedAt: number): boolean {
-    const node = nodes.get(victim.digest);
-    if (!node || isPinned(victim.digest)) return false;
-    return lastAccess(victim.digest, node) <= plannedAt;
-  }
-
-  async function evict(victim: Victim): Promise<void> {
-    const { digest, kind } = victim;
-    await removeContent(storage, digest, kind);
-    index.remove(digest);
-    events.emit('eviction', { digest, kind, bytes: victim.size, reason: victim.reason });
-  }
-
-  /** Tags that pointed at removed manifests would only ever lead to a miss. */
-  async function forgetTags(gone: ReadonlySet<string>): Promise<void> {
-    for await (const [key, record] of storage.meta.list<{ digest?: string }>(TAG_PREFIX)) {
-      if (record.digest !== undefined && gone.has(record.digest)) await storage.meta.delete(key);
-    }
-  }
-
-  function schedule(delay: number): void {
-    if (closed) return;
-    const at = Date.now() + delay;
-    if (timer && timerAt <= at) return;
-    clearTimeout(timer);
-    timerAt = at;
-    timer = setTimeout(() => {
-      timer = undefined;
-      timerAt = Infinity;
-      run().then(
-        (r) => schedule(r.more ? 0 : interval),
-        () => schedule(interval),
-      );
-    }, delay);
-    timer.unref();
-  }
-
-  function run(): Promise<EvictionPass> {
-    running ??= pass()
-      .catch((err: unknown) => {
-        onError?.(err);
-        throw err;
-      })
-      .finally(() => {
-        running = undefined;
-      });
-    return running;
-  }
-
-  const flush = () => {
-    // Still being served: as good as accessed now (what another replica's eviction reads).
-    for (const digest of pins.served()) access.touch(digest);
-    return access.flush((digest) => nodes.has(digest)).catch((err: unknown) => {
-      onError?.(err);
-    });
-  };
-  const flusher = setInterval(() => void flush(), flushInterval);
-  flusher.unref();
-
-  let ready = (options.after ?? Promise.resolve()).then(() => index.scan());
-  ready.then(
-    () => schedule(interval),
-    (err: unknown) => {
-      onError?.(err);
-      schedule(interval);
-    },
-  );
-
-  return {
-    get ready() {
-      return ready;
-    },
-    run,
-    stats: () => ({ bytes: index.bytes, objects: nodes.size }),
-    flush,
-    async close() {
-      closed = true;
-      clearTimeout(timer);
-      clearInterval(flusher);
-      await running?.catch(() => {});
-      for (const off of unsubscribe) off();
-      await flush();
-    },
-  };
 }
