@@ -95,50 +95,8 @@ export async function startServer(config: MirrorConfig, options: ServerOptions =
   logger.debug({ config }, 'config');
   const { enabled, token, tokenFile, tokenEnv } = config.admin;
   const adminToken = enabled ? readSecret({ value: token, file: tokenFile, env: tokenEnv }, 'admin.token') : undefined;
-  const mirror = createMirror(config, {
-    ...options,
-    onError:
-      options.onError ??
-      ((err, ctx) => {
-        // An upstream that is down or rate-limiting is the weather, not a fault of the mirror.
-        const level = isOciError(err) && (err.code === 'UNAVAILABLE' || err.code === 'TOOMANYREQUESTS') ? 'warn' : 'error';
-        requestLog(ctx, logger)[level]({ err, method: ctx.method, path: ctx.path }, 'request failed');
-      }),
-    onBackgroundError: options.onBackgroundError ?? ((err, task) => logger.error({ err, task }, 'background task failed')),
-  });
-  await mirror.ready;
-  // Once per fill, however many clients waited on it: the request lines show only their 403 or 507.
-  mirror.events.on('fill:end', (e) => {
-    if (e.refused) logger.warn({ digest: e.digest, reason: e.refused.reason, bytes: e.bytes }, e.refused.message);
-  });
-
-  const app = new Koa();
-  app.on('error', (err: NodeJS.ErrnoException, ctx?: Koa.Context) => {
-    if (err.code && CLIENT_GONE.has(err.code)) return;
-    (ctx ? requestLog(ctx, logger) : logger).error({ err }, 'response failed');
-  });
-  app.use(requestLogger({ logger, routine: (ctx) => ROUTINE.has(ctx.path) || ctx.path.startsWith('/_mirror/assets/') }));
-  const router = new Router();
-  router.get('/healthz', (ctx) => {
-    ctx.body = { status: 'ok' };
-  });
-  const readiness = createReadiness(mirror, { onProbeError: (err) => logger.warn({ err }, 'storage probe failed') });
-  router.get('/readyz', async (ctx) => {
-    const report = await readiness.check();
-    ctx.status = report.ready ? 200 : 503;
-    ctx.set('Cache-Control', 'no-store');
-    ctx.body = report;
-  });
-  const metrics = createMetrics(mirror, { processMetrics: true });
-  app.use(metricsEndpoint(metrics));
-  const { enabled: statusEnabled, sampleInterval, points } = config.status;
-  const status = statusEnabled
-    ? createStatus(mirror, metrics, { sampleInterval, points, onError: (err) => logger.warn({ err }, 'status sample failed') })
-    : undefined;
-  if (status) app.use(statusPage({ status, authorize: mirror.identify && requireClient({ identify: mirror.identify }) }));
-  if (adminToken !== undefined) app.use(adminApi({ mirror, token: adminToken }));
-  app.use(router.routes());
-  app.use(mirror);
+  const mirror = await loggedMirror(config, options, logger);
+  const { app, metrics, status } = appFor(mirror, config, logger, adminToken);
 
   const server = createServer({ highWaterMark: RESPONSE_BUFFER }, app.callback());
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
@@ -178,4 +136,57 @@ export async function startServer(config: MirrorConfig, options: ServerOptions =
       return closing;
     },
   };
+}
+
+/** The mirror, with its failures logged at the level they deserve. */
+async function loggedMirror(config: MirrorConfig, options: ServerOptions, logger: Logger): Promise<Mirror> {
+  const mirror = createMirror(config, {
+    ...options,
+    onError:
+      options.onError ??
+      ((err, ctx) => {
+        // An upstream that is down or rate-limiting is the weather, not a fault of the mirror.
+        const level = isOciError(err) && (err.code === 'UNAVAILABLE' || err.code === 'TOOMANYREQUESTS') ? 'warn' : 'error';
+        requestLog(ctx, logger)[level]({ err, method: ctx.method, path: ctx.path }, 'request failed');
+      }),
+    onBackgroundError: options.onBackgroundError ?? ((err, task) => logger.error({ err, task }, 'background task failed')),
+  });
+  await mirror.ready;
+  // Once per fill, however many clients waited on it: the request lines show only their 403 or 507.
+  mirror.events.on('fill:end', (e) => {
+    if (e.refused) logger.warn({ digest: e.digest, reason: e.refused.reason, bytes: e.bytes }, e.refused.message);
+  });
+  return mirror;
+}
+
+/** The koa app: probes, metrics, the status page and admin API when enabled, then the mirror. */
+function appFor(mirror: Mirror, config: MirrorConfig, logger: Logger, adminToken: string | undefined): { app: Koa; metrics: Metrics; status: Status | undefined } {
+  const app = new Koa();
+  app.on('error', (err: NodeJS.ErrnoException, ctx?: Koa.Context) => {
+    if (err.code && CLIENT_GONE.has(err.code)) return;
+    (ctx ? requestLog(ctx, logger) : logger).error({ err }, 'response failed');
+  });
+  app.use(requestLogger({ logger, routine: (ctx) => ROUTINE.has(ctx.path) || ctx.path.startsWith('/_mirror/assets/') }));
+  const router = new Router();
+  router.get('/healthz', (ctx) => {
+    ctx.body = { status: 'ok' };
+  });
+  const readiness = createReadiness(mirror, { onProbeError: (err) => logger.warn({ err }, 'storage probe failed') });
+  router.get('/readyz', async (ctx) => {
+    const report = await readiness.check();
+    ctx.status = report.ready ? 200 : 503;
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = report;
+  });
+  const metrics = createMetrics(mirror, { processMetrics: true });
+  app.use(metricsEndpoint(metrics));
+  const { enabled: statusEnabled, sampleInterval, points } = config.status;
+  const status = statusEnabled
+    ? createStatus(mirror, metrics, { sampleInterval, points, onError: (err) => logger.warn({ err }, 'status sample failed') })
+    : undefined;
+  if (status) app.use(statusPage({ status, authorize: mirror.identify && requireClient({ identify: mirror.identify }) }));
+  if (adminToken !== undefined) app.use(adminApi({ mirror, token: adminToken }));
+  app.use(router.routes());
+  app.use(mirror);
+  return { app, metrics, status };
 }

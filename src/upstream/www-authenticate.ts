@@ -30,6 +30,8 @@ export function parseWwwAuthenticate(value: string | readonly string[] | undefin
   return typeof value === 'string' ? parseLine(value) : value.flatMap((line) => parseLine(line));
 }
 
+// One scanner with its cursor in a closure: its small readers (space, token, quoted string) share
+// `pos`, and splitting them into functions of their own would only pass it around.
 function parseLine(input: string): Challenge[] {
   const challenges: Challenge[] = [];
   let current: Challenge | undefined;
