@@ -1,8 +1,8 @@
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';
-import { raw } from '../helpers/http.js';
-import { startTestMirror, type TestMirror } from '../helpers/mirror.js';
+import { startFakeUpstream, type FakeUpstream } from '../../test/helpers/fake-upstream.js';
+import { raw } from '../../test/helpers/http.js';
+import { startTestMirror, type TestMirror } from '../../test/helpers/mirror.js';
 
 let upstream: FakeUpstream;
 let mirror: TestMirror;

@@ -26,9 +26,9 @@ import {
   ociRequest,
   parseConfig,
   upstreamSelect,
-} from '../src/index.js';
-import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.js';
-import { raw } from './helpers/http.js';
+} from '../../src/index.js';
+import { startFakeUpstream, type FakeUpstream } from '../../test/helpers/fake-upstream.js';
+import { raw } from '../../test/helpers/http.js';
 
 let upstream: FakeUpstream;
 let dataDir: string;

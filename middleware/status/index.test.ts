@@ -2,11 +2,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config.js';
 import type { StatusSnapshot } from '../../src/status/index.js';
-import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';
-import { raw } from '../helpers/http.js';
-import { startTestMirror, type TestMirror } from '../helpers/mirror.js';
-import { parseMetrics } from '../helpers/metrics.js';
-import { figuresFromMetrics, HIDDEN, metricsText, pullScenario, SECRET, settledSnapshot, type Scenario } from './scenario.js';
+import { startFakeUpstream, type FakeUpstream } from '../../test/helpers/fake-upstream.js';
+import { raw } from '../../test/helpers/http.js';
+import { startTestMirror, type TestMirror } from '../../test/helpers/mirror.js';
+import { parseMetrics } from '../../test/helpers/metrics.js';
+import { figuresFromMetrics, HIDDEN, metricsText, pullScenario, SECRET, settledSnapshot, type Scenario } from '../../test/status/scenario.js';
 
 const cleanup: Array<() => Promise<void>> = [];
 afterEach(async () => {

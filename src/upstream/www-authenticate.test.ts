@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseWwwAuthenticate } from '../../src/upstream/www-authenticate.js';
+import { parseWwwAuthenticate } from './www-authenticate.js';
 
 const plain = (value: string | string[] | undefined) =>
   parseWwwAuthenticate(value).map((c) => ({ ...c, params: { ...c.params } }));

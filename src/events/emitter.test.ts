@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import type { MirrorEventMap, MirrorEventName } from '../../src/events/index.js';
-import { MirrorEvents } from '../../src/events/index.js';
-import { raw, waitFor } from '../helpers/http.js';
-import type { TestMirror } from '../helpers/mirror.js';
-import { opsFixture } from './fixture.js';
+import type { MirrorEventMap, MirrorEventName } from './index.js';
+import { MirrorEvents } from './index.js';
+import { raw, waitFor } from '../../test/helpers/http.js';
+import type { TestMirror } from '../../test/helpers/mirror.js';
+import { opsFixture } from '../../test/ops/fixture.js';
 
 const ops = opsFixture();
 const mirror = () => ops.mirror();

@@ -1,9 +1,9 @@
 /** The status collector without a browser or a server: sampling, caps, fills and what each viewer may see. */
 import { describe, expect, it } from 'vitest';
-import type { CachedImage } from '../../src/admin/index.js';
-import { MirrorEvents, type CacheEvent } from '../../src/events/index.js';
-import type { Fill } from '../../src/fill/index.js';
-import { createMetrics } from '../../src/metrics/index.js';
+import type { CachedImage } from '../admin/index.js';
+import { MirrorEvents, type CacheEvent } from '../events/index.js';
+import type { Fill } from '../fill/index.js';
+import { createMetrics } from '../metrics/index.js';
 import {
   aggregate,
   createLargest,
@@ -14,8 +14,8 @@ import {
   Ring,
   trackFills,
   type StatusSource,
-} from '../../src/status/index.js';
-import type { Storage } from '../../src/storage.js';
+} from './index.js';
+import type { Storage } from '../storage.js';
 
 const PUBLIC = 'registry.test';
 const SECRET = 'secret.test';

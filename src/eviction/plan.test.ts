@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config.js';
-import { manifestReferences, planEviction, type PlanInput, type PlanNode } from '../../src/eviction/index.js';
+import { parseConfig } from '../config.js';
+import { manifestReferences, planEviction, type PlanInput, type PlanNode } from './index.js';
 
 const d = (n: string) => `sha256:${n.padStart(64, '0')}`;
 

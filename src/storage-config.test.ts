@@ -6,11 +6,11 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { parseConfig } from '../../src/config.js';
-import { digestOf } from '../../src/digest.js';
-import { blobRedirect, createStorage } from '../../src/storage-config.js';
-import { pseudoRandomBytes, readSummary, summary } from '../conformance/helpers.js';
-import { S3RVER_CREDENTIALS, startS3, type RunningS3 } from '../helpers/s3.js';
+import { parseConfig } from './config.js';
+import { digestOf } from './digest.js';
+import { blobRedirect, createStorage } from './storage-config.js';
+import { pseudoRandomBytes, readSummary, summary } from '../test/conformance/helpers.js';
+import { S3RVER_CREDENTIALS, startS3, type RunningS3 } from '../test/helpers/s3.js';
 
 const storageOf = (storage: unknown) => parseConfig({ storage }).storage;
 

@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';
-import { raw } from '../helpers/http.js';
-import { startTestMirror, type TestMirror } from '../helpers/mirror.js';
+import { startFakeUpstream, type FakeUpstream } from '../../test/helpers/fake-upstream.js';
+import { raw } from '../../test/helpers/http.js';
+import { startTestMirror, type TestMirror } from '../../test/helpers/mirror.js';
 
 const TOKEN = 'ci-token-0123456789abcdef';
 const basic = (u: string, p: string) => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`;

@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { upstreamError } from '../../src/upstream/index.js';
-import type { UpstreamResponse } from '../../src/upstream/index.js';
+import { upstreamError } from './index.js';
+import type { UpstreamResponse } from './index.js';
 
 function response(status: number, body: string | Readable = '', headers: UpstreamResponse['headers'] = {}): UpstreamResponse {
   return { status, headers, body: typeof body === 'string' ? Readable.from([Buffer.from(body)]) : body, url: 'https://up/x?sig=secret' };
