@@ -111,26 +111,26 @@ describe('dependency boundaries', () => {
 
   it('the checks see imports at all', () => {
     expect(tree.get('middleware/mirror/index.ts')).toContain('koa-compose');
-    expect(tree.get('middleware/blobs/index.ts')).toContain('../shared/state.js');
+    expect(tree.get('middleware/blob-cache/index.ts')).toContain('../shared/state.js');
     expect(tree.size).toBeGreaterThan(100);
   });
 
   it('each rule fails, naming the import and the rule, on a tree made to break it', () => {
     const broken: Tree = new Map([
-      ['adapters/fs/index.ts', ['koa', '../../middleware/blobs/index.js']],
-      ['middleware/blobs/index.ts', ['@aws-sdk/client-s3', '../../adapters/s3/index.js']],
-      ['src/fill/fill.ts', ['koa', '../../middleware/blobs/index.js', './reader.js']],
+      ['adapters/fs/index.ts', ['koa', '../../middleware/blob-cache/index.js']],
+      ['middleware/blob-cache/index.ts', ['@aws-sdk/client-s3', '../../adapters/s3/index.js']],
+      ['src/fill/fill.ts', ['koa', '../../middleware/blob-cache/index.js', './reader.js']],
       ['src/fill/reader.ts', ['./fill.js']],
       ['src/server.ts', ['koa', '../middleware/mirror/index.js']],
     ]);
     expect(rules['adapters never import koa or the middlewares']!(broken)).toEqual([
       'adapters/fs/index.ts imports koa: a storage adapter knows nothing of HTTP serving',
-      'adapters/fs/index.ts imports ../../middleware/blobs/index.js: a storage adapter knows nothing of HTTP serving',
+      'adapters/fs/index.ts imports ../../middleware/blob-cache/index.js: a storage adapter knows nothing of HTTP serving',
     ]);
     expect(rules['middleware never imports a storage backend or the AWS SDK']!(broken)).toHaveLength(2);
     expect(rules['src never imports middleware or koa, but for the entry points']!(broken)).toEqual([
       expect.stringMatching(/^src\/fill\/fill\.ts imports koa: src\/ is the domain/),
-      expect.stringMatching(/^src\/fill\/fill\.ts imports \.\.\/\.\.\/middleware\/blobs\/index\.js: src\/ is the domain/),
+      expect.stringMatching(/^src\/fill\/fill\.ts imports \.\.\/\.\.\/middleware\/blob-cache\/index\.js: src\/ is the domain/),
     ]);
     expect(rules['no import cycles between files']!(broken)).toEqual(['import cycle: src/fill/fill.ts → src/fill/reader.ts → src/fill/fill.ts']);
   });

@@ -4,15 +4,16 @@
  */
 import type { Middleware } from 'koa';
 import compose from 'koa-compose';
-import { clientIdentifier, loadHtpasswd, mirrorAuth, upstreamAccess, type IdentifyClient } from '../auth/index.js';
-import { blobCache, type BlobRedirectOptions } from '../blobs/index.js';
-import { ociErrors, type OciErrorsOptions } from '../errors/index.js';
-import { listProxy } from '../lists/index.js';
-import { manifestCache } from '../manifests/index.js';
+import { clientIdentifier, loadHtpasswd, mirrorAuth, type IdentifyClient } from '../mirror-auth/index.js';
+import { upstreamAccess } from '../upstream-access/index.js';
+import { blobCache, type BlobRedirectOptions } from '../blob-cache/index.js';
+import { ociErrors, type OciErrorsOptions } from '../oci-errors/index.js';
+import { listProxy } from '../list-proxy/index.js';
+import { manifestCache } from '../manifest-cache/index.js';
 import { ManifestCache } from '../../src/manifests/cache.js';
-import { fillRelay } from '../replication/index.js';
-import { ociRequest } from '../request/index.js';
-import { upstreamSelect } from '../upstream/index.js';
+import { fillRelay } from '../fill-relay/index.js';
+import { ociRequest } from '../oci-request/index.js';
+import { upstreamSelect } from '../upstream-select/index.js';
 import { createRouting, type Routing, type RoutingOptions } from '../../src/upstream/routing.js';
 import { Links } from '../../src/access/links.js';
 import { isProtected } from '../../src/access/rules.js';

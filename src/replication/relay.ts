@@ -1,6 +1,6 @@
 /**
  * The client half of the replica relay: streams a blob from the replica that holds its fill,
- * over that replica's internal endpoint (`middleware/replication`). The local fill verifies
+ * over that replica's internal endpoint (`middleware/fill-relay`). The local fill verifies
  * size and digest as for an upstream body, so a replica is trusted for nothing.
  */
 import { request } from 'undici';

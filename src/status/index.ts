@@ -2,7 +2,7 @@
  * What the status page shows, collected for one mirror: figures from its metrics registry,
  * their history, upstream health as `/readyz` reports it, fills in flight, and the largest and
  * most pulled repositories, each as far as its viewer may see them (privacy.ts). The page
- * (`middleware/status`) only renders `snapshot(client)`.
+ * (`middleware/status-page`) only renders `snapshot(client)`.
  */
 import type { Registry } from 'prom-client';
 import { listCached, type CachedImage } from '../admin/index.js';

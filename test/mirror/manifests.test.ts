@@ -151,7 +151,7 @@ describe('manifest cache', () => {
   });
 
   it('keeps tags of the same name apart per upstream key', async () => {
-    const { tagKey } = await import('../../middleware/manifests/index.js');
+    const { tagKey } = await import('../../middleware/manifest-cache/index.js');
     const a = { upstream: { name: 'docker.io' }, repository: 'library/nginx' } as never;
     const b = { upstream: { name: 'ghcr.io' }, repository: 'library/nginx' } as never;
     expect(tagKey(a, 'latest')).not.toBe(tagKey(b, 'latest'));

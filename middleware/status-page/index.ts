@@ -11,7 +11,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type { Context, Middleware, Next } from 'koa';
 import compose from 'koa-compose';
-import { ociErrors } from '../errors/index.js';
+import { ociErrors } from '../oci-errors/index.js';
 import type { Status } from '../../src/status/index.js';
 
 export interface StatusPageOptions {

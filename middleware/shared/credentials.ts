@@ -1,4 +1,5 @@
 /** Reading a client's `Authorization` header; nothing here trusts what it reads. */
+import { OciError } from '../../src/errors.js';
 import type { UpstreamCredentials } from '../../src/upstream/types.js';
 
 export type Presented = { scheme: 'basic'; credentials: UpstreamCredentials } | { scheme: 'bearer'; token: string } | undefined;
@@ -21,3 +22,6 @@ export function presented(header: string | undefined): Presented {
 
 /** The challenge clients answer by sending Basic credentials (docker login, skopeo --creds, containerd auths). */
 export const BASIC_CHALLENGE = 'Basic realm="oci-mirror", charset="UTF-8"';
+
+/** 401 with the Basic challenge, for the mirror's own login and for an upstream's. */
+export const unauthorized = (message: string): OciError => new OciError('UNAUTHORIZED', message, { headers: { 'WWW-Authenticate': BASIC_CHALLENGE } });

@@ -22,7 +22,7 @@ import { headBlob, upstreamBlob } from '../../src/upstream/blob.js';
 import type { CacheResult, MirrorEvents } from '../../src/events/index.js';
 import { reportCache } from '../shared/report.js';
 import '../shared/state.js';
-import { requireTarget } from '../upstream/index.js';
+import { requireTarget } from '../upstream-select/index.js';
 
 export interface BlobCacheOptions {
   blobs: BlobStore;

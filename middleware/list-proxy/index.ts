@@ -9,7 +9,7 @@ import { header, readCapped } from '../../src/http.js';
 import { MediaTypes } from '../../src/media-types.js';
 import '../shared/state.js';
 import { upstreamError } from '../../src/upstream/errors.js';
-import { requireTarget } from '../upstream/index.js';
+import { requireTarget } from '../upstream-select/index.js';
 
 export interface ListProxyOptions {
   /** Largest tag list or referrers index accepted from an upstream. */

@@ -8,7 +8,7 @@ import type { MirrorEvents } from '../../src/events/index.js';
 import { reportCache } from '../shared/report.js';
 import { matchesEtag } from '../../src/http.js';
 import '../shared/state.js';
-import { requireTarget } from '../upstream/index.js';
+import { requireTarget } from '../upstream-select/index.js';
 import { ManifestCache, type ManifestCacheOptions, type ManifestResult } from '../../src/manifests/cache.js';
 
 export { ManifestCache, manifestKey, tagKey, type ManifestCacheOptions, type ManifestEntry, type ManifestResult } from '../../src/manifests/index.js';
