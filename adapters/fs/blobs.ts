@@ -12,6 +12,7 @@ import { verifyingStream } from '../../src/digest.js';
 import { OciError } from '../../src/errors.js';
 import { DigestAlgorithms, parseDigest } from '../../src/reference.js';
 import type { BlobInfo, BlobPutOptions, BlobReadOptions, BlobStore, SpoolCapability } from '../../src/storage.js';
+import { release } from '../release.js';
 import { TMP_DIR, commit, entries, isNotFound, tempPath, unlinkIfPresent } from './files.js';
 
 export interface FsBlobStoreOptions {
@@ -171,14 +172,6 @@ function spoolOf(layout: Layout): SpoolCapability {
   };
 }
 
-/**
- * A put that fails before its pipeline starts still owes its source an end: an unread HTTP
- * body holds its connection. (Once started, pipeline destroys the source itself.)
- */
-function release(source: Readable | AsyncIterable<Uint8Array>): void {
-  if (source instanceof Readable) source.destroy();
-  else void source[Symbol.asyncIterator]().return?.()?.catch(() => {});
-}
 
 function isDigest(value: string): boolean {
   try {

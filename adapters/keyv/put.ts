@@ -4,11 +4,12 @@
  * whole and verified.
  */
 import { randomUUID } from 'node:crypto';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { verifyingStream } from '../../src/digest.js';
 import { parseDigest } from '../../src/reference.js';
 import type { BlobInfo, BlobPutOptions } from '../../src/storage.js';
+import { release } from '../release.js';
 import type { BlobRecord, ChunkedBlobs, UploadMarker } from './chunked.js';
 
 export async function putBlob(
@@ -111,13 +112,4 @@ async function commitUpload(blobs: ChunkedBlobs, digest: string, upload: string,
   if (!committed) await blobs.deleteChunks(digest, upload, chunks);
   await blobs.uploads.delete(upload);
   return { size };
-}
-
-/**
- * A put that fails before its pipeline starts still owes its source an end: an unread HTTP
- * body holds its connection. (Once started, pipeline destroys the source itself.)
- */
-function release(source: Readable | AsyncIterable<Uint8Array>): void {
-  if (source instanceof Readable) source.destroy();
-  else void source[Symbol.asyncIterator]().return?.()?.catch(() => {});
 }

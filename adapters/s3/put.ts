@@ -2,10 +2,11 @@
  * The write path of the S3 blob store: the source through the digest check into a multipart
  * upload (upload.ts), completed only once size and digest verified, aborted otherwise.
  */
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { verifyingStream } from '../../src/digest.js';
 import type { BlobInfo, BlobPutOptions } from '../../src/storage.js';
+import { release } from '../release.js';
 import { keyOf, uploadTarget, type S3Blobs } from './objects.js';
 import { BlobUpload, abortUpload, type UploadTarget } from './upload.js';
 
@@ -80,13 +81,4 @@ export class AbortRetries {
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
   }
-}
-
-/**
- * A put that fails before its pipeline starts still owes its source an end: an unread HTTP
- * body holds its connection. (Once started, pipeline destroys the source itself.)
- */
-function release(source: Readable | AsyncIterable<Uint8Array>): void {
-  if (source instanceof Readable) source.destroy();
-  else void source[Symbol.asyncIterator]().return?.()?.catch(() => {});
 }
