@@ -19,16 +19,17 @@
  * chunk gone (the blob was replaced or deleted under it) looks the record up again and goes
  * on from the same offset in the new chunk set, or fails if the blob is gone.
  */
-import { randomUUID } from 'node:crypto';
 import { Readable, addAbortSignal } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { Keyv } from 'keyv';
-import { verifyingStream } from '../../src/digest.js';
 import { OciError } from '../../src/errors.js';
 import { parseDigest } from '../../src/reference.js';
-import type { BlobStore } from '../../src/storage.js';
+import type { BlobInfo, BlobReadOptions, BlobStore } from '../../src/storage.js';
+import { ChunkedBlobs, type BlobRecord, type KeyvBlobTargets, type UploadMarker } from './chunked.js';
 import { isKeyv, openKeyvs, type KeyvConnectOptions } from './connect.js';
-import { KeyvTable, parseJson } from './table.js';
+import { putBlob } from './put.js';
+import { parseJson } from './table.js';
+
+export type { KeyvBlobTargets } from './chunked.js';
 
 export interface KeyvBlobStoreOptions {
   /** Bytes per stored value (default 1 MiB); a value holds its chunk as base64, a third larger. */
@@ -40,28 +41,9 @@ export interface KeyvBlobStoreOptions {
   recoverOlderThan?: number;
 }
 
-/** Two Keyvs: records and markers in one (listed), chunks in the other (never listed). */
-export interface KeyvBlobTargets {
-  records: Keyv;
-  chunks: Keyv;
-}
-
 export type KeyvBlobStore = BlobStore & { recover(): Promise<void>; close(): Promise<void> };
 
-interface BlobRecord {
-  size: number;
-  upload: string;
-  chunkSize: number;
-}
-
-interface UploadMarker {
-  digest: string;
-  started: number;
-}
-
 const MiB = 1024 * 1024;
-/** Chunks deleted at once when the count is known. */
-const DELETE_BATCH = 16;
 
 /**
  * `target` is where to connect, or Keyvs of yours (not disconnected by `close()`; build them
@@ -81,183 +63,88 @@ export function blobsOver(
   close: () => Promise<void>,
 ): KeyvBlobStore {
   if (!Number.isInteger(chunkSize) || chunkSize < 1) throw new RangeError('chunkSize must be a positive integer');
-  const records = new KeyvTable(targets.records, 'blob:', { listable: true });
-  const uploads = new KeyvTable(targets.records, 'upload:', { listable: true });
-  const chunks = new KeyvTable(targets.chunks, 'chunk:', { listable: false });
-  /** Commits and deletes per digest, one at a time (in this process). */
-  const queues = new Map<string, Promise<unknown>>();
-
-  const chunkKey = (digest: string, upload: string, n: number) => `${digest}/${upload}/${n}`;
-
-  function serially<T>(digest: string, task: () => Promise<T>): Promise<T> {
-    const run = (queues.get(digest) ?? Promise.resolve()).then(task);
-    const tail = run.catch(() => {});
-    queues.set(digest, tail);
-    void tail.then(() => {
-      if (queues.get(digest) === tail) queues.delete(digest);
-    });
-    return run;
-  }
-
-  async function recordOf(digest: string): Promise<BlobRecord | undefined> {
-    const record = parseJson(await records.get(digest)) as Partial<BlobRecord> | undefined;
-    const valid =
-      Number.isInteger(record?.size) && typeof record?.upload === 'string' && Number.isInteger(record.chunkSize) && record.chunkSize! > 0;
-    return valid ? (record as BlobRecord) : undefined;
-  }
-
-  /** Removes a chunk set: `count` chunks, or (unknown count) from the first until one is missing. */
-  async function deleteChunks(digest: string, upload: string, count?: number): Promise<void> {
-    if (count === undefined) {
-      // Chunks are written one after the other, so the set has no gaps.
-      for (let n = 0; await chunks.delete(chunkKey(digest, upload, n)); n++);
-      return;
-    }
-    for (let n = 0; n < count; n += DELETE_BATCH) {
-      const batch = Array.from({ length: Math.min(DELETE_BATCH, count - n) }, (_, i) => chunks.delete(chunkKey(digest, upload, n + i)));
-      await Promise.all(batch);
-    }
-  }
-
-  async function* chunksOf(digest: string, record: BlobRecord, start: number, last: number): AsyncGenerator<Buffer> {
-    let current = record;
-    let offset = start;
-    while (offset <= last) {
-      const n = Math.floor(offset / current.chunkSize);
-      const text = await chunks.get(chunkKey(digest, current.upload, n));
-      if (text === undefined) {
-        // Replaced or deleted since we looked: follow the record to whatever holds the blob now.
-        const now = await recordOf(digest);
-        if (!now) throw new OciError('BLOB_UNKNOWN', `blob ${digest} was deleted while it was read`);
-        if (now.upload === current.upload) throw new Error(`chunk ${n} of blob ${digest} is missing from the store`);
-        current = now;
-        continue;
-      }
-      const bytes = Buffer.from(text, 'base64');
-      const from = offset - n * current.chunkSize;
-      const to = Math.min(bytes.length, last - n * current.chunkSize + 1);
-      if (to <= from) throw new Error(`chunk ${n} of blob ${digest} is shorter than its record says`);
-      yield bytes.subarray(from, to);
-      offset += to - from;
-    }
-  }
-
+  const blobs = new ChunkedBlobs(targets, chunkSize);
   return {
-    async stat(digest) {
-      parseDigest(digest);
-      const record = await recordOf(digest);
-      return record && { size: record.size };
-    },
-
-    async read(digest, { start = 0, end, signal } = {}) {
-      parseDigest(digest);
-      signal?.throwIfAborted();
-      const record = await recordOf(digest);
-      if (!record) return undefined;
-      const last = Math.min(end ?? record.size - 1, record.size - 1);
-      const stream = Readable.from(chunksOf(digest, record, start, last), { objectMode: false });
-      return signal ? addAbortSignal(signal, stream) : stream;
-    },
-
-    async put(digest, source, { size, signal } = {}) {
-      try {
-        parseDigest(digest);
-        signal?.throwIfAborted();
-      } catch (err) {
-        release(source);
-        throw err;
-      }
-      const upload = randomUUID();
-      const verify = verifyingStream(digest, size);
-      let written = 0;
-      let writing: Promise<unknown> = Promise.resolve();
-      let marked = false;
-      let started = false;
-      const writeChunk = (bytes: Buffer): Promise<unknown> => (writing = chunks.set(chunkKey(digest, upload, written++), bytes.toString('base64')));
-      const onAbort = () => verify.destroy(signal?.reason as Error);
-      signal?.addEventListener('abort', onAbort, { once: true });
-      try {
-        await uploads.set(upload, JSON.stringify({ digest, started: Date.now() } satisfies UploadMarker));
-        marked = true;
-        signal?.throwIfAborted();
-        started = true;
-        let pending: Buffer[] = [];
-        let pendingBytes = 0;
-        await pipeline(source, verify, async (input: AsyncIterable<Buffer>) => {
-          for await (const piece of input) {
-            pending.push(piece);
-            pendingBytes += piece.length;
-            while (pendingBytes >= chunkSize) {
-              const all = Buffer.concat(pending, pendingBytes);
-              await writeChunk(all.subarray(0, chunkSize));
-              pending = [all.subarray(chunkSize)];
-              pendingBytes -= chunkSize;
-            }
-          }
-        });
-        if (pendingBytes > 0) await writeChunk(Buffer.concat(pending, pendingBytes));
-        signal?.throwIfAborted();
-        const verified = verify.verifier.size;
-        const committed = await serially(digest, async () => {
-          if (await recordOf(digest)) return false;
-          await records.set(digest, JSON.stringify({ size: verified, upload, chunkSize } satisfies BlobRecord));
-          return true;
-        });
-        // Another put got there first with the same bytes: ours are not needed.
-        if (!committed) await deleteChunks(digest, upload, written);
-        await uploads.delete(upload);
-        return { size: verified };
-      } catch (err) {
-        if (!started) release(source);
-        // A chunk write in flight must land before its set is removed, or it would outlive the removal.
-        await writing.catch(() => {});
-        // When the store itself failed, the marker stays and recover() finishes the job.
-        if (marked) {
-          await deleteChunks(digest, upload, written)
-            .then(() => uploads.delete(upload))
-            .catch(() => {});
-        }
-        throw err;
-      } finally {
-        signal?.removeEventListener('abort', onAbort);
-      }
-    },
-
-    async delete(digest) {
-      parseDigest(digest);
-      return serially(digest, async () => {
-        const record = await recordOf(digest);
-        if (!record) return false;
-        // The record first: from then on no new reader finds the chunks.
-        await records.delete(digest);
-        await deleteChunks(digest, record.upload, Math.ceil(record.size / record.chunkSize));
-        return true;
-      });
-    },
-
-    async *list() {
-      for await (const [digest, json] of records.entries()) {
-        const record = parseJson(json) as Partial<BlobRecord> | undefined;
-        if (Number.isInteger(record?.size) && isDigest(digest)) yield { digest, size: record!.size! };
-      }
-    },
-
-    async recover() {
-      const cutoff = Date.now() - recoverOlderThan;
-      for await (const [upload, json] of uploads.entries()) {
-        const marker = parseJson(json) as Partial<UploadMarker> | undefined;
-        if (typeof marker?.started === 'number' && marker.started > cutoff) continue;
-        const digest = marker?.digest;
-        // Its chunks go unless the upload was committed and only the marker's removal was lost.
-        if (typeof digest === 'string' && isDigest(digest) && (await recordOf(digest))?.upload !== upload) {
-          await deleteChunks(digest, upload);
-        }
-        await uploads.delete(upload);
-      }
-    },
-
+    stat: (digest) => statBlob(blobs, digest),
+    read: (digest, options) => readBlob(blobs, digest, options),
+    put: (digest, source, options) => putBlob(blobs, digest, source, options),
+    delete: (digest) => deleteBlob(blobs, digest),
+    list: () => listBlobs(blobs),
+    recover: () => recoverUploads(blobs, recoverOlderThan),
     close,
   };
+}
+
+async function statBlob(blobs: ChunkedBlobs, digest: string): Promise<BlobInfo | undefined> {
+  parseDigest(digest);
+  const record = await blobs.recordOf(digest);
+  return record && { size: record.size };
+}
+
+async function readBlob(blobs: ChunkedBlobs, digest: string, { start = 0, end, signal }: BlobReadOptions = {}): Promise<Readable | undefined> {
+  parseDigest(digest);
+  signal?.throwIfAborted();
+  const record = await blobs.recordOf(digest);
+  if (!record) return undefined;
+  const last = Math.min(end ?? record.size - 1, record.size - 1);
+  const stream = Readable.from(chunksOf(blobs, digest, record, start, last), { objectMode: false });
+  return signal ? addAbortSignal(signal, stream) : stream;
+}
+
+async function* chunksOf(blobs: ChunkedBlobs, digest: string, record: BlobRecord, start: number, last: number): AsyncGenerator<Buffer> {
+  let current = record;
+  let offset = start;
+  while (offset <= last) {
+    const n = Math.floor(offset / current.chunkSize);
+    const text = await blobs.chunk(digest, current.upload, n);
+    if (text === undefined) {
+      // Replaced or deleted since we looked: follow the record to whatever holds the blob now.
+      const now = await blobs.recordOf(digest);
+      if (!now) throw new OciError('BLOB_UNKNOWN', `blob ${digest} was deleted while it was read`);
+      if (now.upload === current.upload) throw new Error(`chunk ${n} of blob ${digest} is missing from the store`);
+      current = now;
+      continue;
+    }
+    const bytes = Buffer.from(text, 'base64');
+    const from = offset - n * current.chunkSize;
+    const to = Math.min(bytes.length, last - n * current.chunkSize + 1);
+    if (to <= from) throw new Error(`chunk ${n} of blob ${digest} is shorter than its record says`);
+    yield bytes.subarray(from, to);
+    offset += to - from;
+  }
+}
+
+async function deleteBlob(blobs: ChunkedBlobs, digest: string): Promise<boolean> {
+  parseDigest(digest);
+  return blobs.serially(digest, async () => {
+    const record = await blobs.recordOf(digest);
+    if (!record) return false;
+    // The record first: from then on no new reader finds the chunks.
+    await blobs.records.delete(digest);
+    await blobs.deleteChunks(digest, record.upload, Math.ceil(record.size / record.chunkSize));
+    return true;
+  });
+}
+
+async function* listBlobs(blobs: ChunkedBlobs): AsyncGenerator<{ digest: string; size: number }> {
+  for await (const [digest, json] of blobs.records.entries()) {
+    const record = parseJson(json) as Partial<BlobRecord> | undefined;
+    if (Number.isInteger(record?.size) && isDigest(digest)) yield { digest, size: record!.size! };
+  }
+}
+
+async function recoverUploads(blobs: ChunkedBlobs, olderThan: number): Promise<void> {
+  const cutoff = Date.now() - olderThan;
+  for await (const [upload, json] of blobs.uploads.entries()) {
+    const marker = parseJson(json) as Partial<UploadMarker> | undefined;
+    if (typeof marker?.started === 'number' && marker.started > cutoff) continue;
+    const digest = marker?.digest;
+    // Its chunks go unless the upload was committed and only the marker's removal was lost.
+    if (typeof digest === 'string' && isDigest(digest) && (await blobs.recordOf(digest))?.upload !== upload) {
+      await blobs.deleteChunks(digest, upload);
+    }
+    await blobs.uploads.delete(upload);
+  }
 }
 
 function isDigest(value: string): boolean {
@@ -266,13 +153,4 @@ function isDigest(value: string): boolean {
   } catch {
     return false;
   }
-}
-
-/**
- * A put that fails before its pipeline starts still owes its source an end: an unread HTTP
- * body holds its connection. (Once started, pipeline destroys the source itself.)
- */
-function release(source: Readable | AsyncIterable<Uint8Array>): void {
-  if (source instanceof Readable) source.destroy();
-  else void source[Symbol.asyncIterator]().return?.()?.catch(() => {});
 }

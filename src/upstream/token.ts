@@ -12,6 +12,7 @@ import { deadline } from '../deadline.js';
 import { OciError } from '../errors.js';
 import { discard, readWithin } from './body.js';
 import { shortReason } from './reason.js';
+import { TokenCache, type CachedToken } from './token-cache.js';
 import type { UpstreamCredentials } from './types.js';
 
 export interface BearerChallenge {
@@ -54,43 +55,16 @@ export interface TokenSource {
 export const TOKEN_BODY_LIMIT = 1024 * 1024;
 /** distribution's token spec: "When omitted, this defaults to 60 seconds." */
 const DEFAULT_EXPIRES_IN_S = 60;
-/** Stop handing out a token this long before it expires: it must outlive the request it goes on. */
-const EXPIRY_MARGIN_MS = 10_000;
-const MAX_CACHED = 1024;
 /** What may stand after `Bearer ` in a header: visible ASCII, no spaces. */
 const TOKEN_SHAPE = /^[\x21-\x7e]{1,16384}$/;
 
-interface Cached {
-  token: string;
-  expiresAt: number;
-}
-
 export function createTokenSource(options: TokenSourceOptions): TokenSource {
-  const { name, upstream } = options;
-  const cache = new Map<string, Cached>();
+  const cache = new TokenCache();
   const inflight = new Map<string, Promise<string>>();
   const closed = new AbortController();
 
   const keyOf = (c: BearerChallenge, scope: string | undefined, credentials: UpstreamCredentials | undefined): string =>
     JSON.stringify([c.realm, c.service ?? '', scope ?? '', credentialIdentity(credentials)]);
-
-  function remember(key: string, entry: Cached): void {
-    cache.delete(key);
-    if (cache.size >= MAX_CACHED) {
-      const now = Date.now();
-      for (const [k, v] of cache) if (v.expiresAt - EXPIRY_MARGIN_MS <= now) cache.delete(k);
-      if (cache.size >= MAX_CACHED) cache.delete(cache.keys().next().value as string);
-    }
-    cache.set(key, entry);
-  }
-
-  function fresh(key: string): string | undefined {
-    const hit = cache.get(key);
-    if (hit === undefined) return undefined;
-    if (hit.expiresAt - EXPIRY_MARGIN_MS > Date.now()) return hit.token;
-    cache.delete(key);
-    return undefined;
-  }
 
   async function exchange(
     key: string,
@@ -98,59 +72,19 @@ export function createTokenSource(options: TokenSourceOptions): TokenSource {
     scope: string | undefined,
     credentials: UpstreamCredentials | undefined,
   ): Promise<string> {
-    const realm = checkRealm(challenge.realm, upstream, name, credentials !== undefined);
-    if (challenge.service !== undefined) realm.searchParams.set('service', challenge.service);
-    if (scope !== undefined) realm.searchParams.set('scope', scope);
-    const headers: Record<string, string> = { accept: 'application/json', 'user-agent': options.userAgent };
-    if (credentials !== undefined) headers.authorization = basicAuthorization(credentials);
-
-    const server = `upstream ${name} token server ${realm.hostname}`;
-    const { signal, clear } = deadline(
-      options.timeout,
-      () => new DOMException(`token exchange took over ${options.timeout} ms`, 'TimeoutError'),
-      closed.signal,
-    );
-    let body: Buffer | undefined;
-    try {
-      const res = await options.dispatcherFor(realm.origin).request({
-        origin: realm.origin,
-        path: realm.pathname + realm.search,
-        method: 'GET',
-        headers,
-        signal,
-        headersTimeout: options.timeout,
-        bodyTimeout: options.timeout,
-      });
-      if (res.statusCode !== 200) {
-        await discard(res.body);
-        throw refusal(server, res.statusCode, credentials !== undefined);
-      }
-      body = await readWithin(res.body, TOKEN_BODY_LIMIT);
-    } catch (err) {
-      if (err instanceof OciError) throw err;
-      throw new OciError('UNAVAILABLE', `${server} unreachable: ${shortReason(err)}`, { cause: err });
-    } finally {
-      clear();
-    }
-    if (body === undefined) {
-      throw new OciError('UNAVAILABLE', `${server} sent a token response over ${TOKEN_BODY_LIMIT} bytes`, { status: 502 });
-    }
-    const entry = parseTokenResponse(body, Date.now());
-    if (entry === undefined) {
-      throw new OciError('UNAVAILABLE', `${server} sent no usable token`, { status: 502 });
-    }
-    if (entry.expiresAt - EXPIRY_MARGIN_MS > Date.now()) remember(key, entry);
+    const entry = await fetchToken(options, challenge, scope, credentials, closed.signal);
+    cache.remember(key, entry);
     return entry.token;
   }
 
   return {
-    cached: (challenge, scope, credentials = options.credentials) => fresh(keyOf(challenge, scope, credentials)),
+    cached: (challenge, scope, credentials = options.credentials) => cache.fresh(keyOf(challenge, scope, credentials)),
 
     get(challenge, scope, signal, stale, credentials = options.credentials) {
       const key = keyOf(challenge, scope, credentials);
-      const hit = fresh(key);
+      const hit = cache.fresh(key);
       if (hit !== undefined && hit !== stale) return Promise.resolve(hit);
-      if (hit !== undefined) cache.delete(key);
+      if (hit !== undefined) cache.forget(key);
       let pending = inflight.get(key);
       if (pending === undefined) {
         pending = exchange(key, challenge, scope, credentials).finally(() => inflight.delete(key));
@@ -166,6 +100,67 @@ export function createTokenSource(options: TokenSourceOptions): TokenSource {
       cache.clear();
     },
   };
+}
+
+/** One exchange with the token server, for the challenge's realm once that is found acceptable. */
+async function fetchToken(
+  options: TokenSourceOptions,
+  challenge: BearerChallenge,
+  scope: string | undefined,
+  credentials: UpstreamCredentials | undefined,
+  closed: AbortSignal,
+): Promise<CachedToken> {
+  const realm = checkRealm(challenge.realm, options.upstream, options.name, credentials !== undefined);
+  if (challenge.service !== undefined) realm.searchParams.set('service', challenge.service);
+  if (scope !== undefined) realm.searchParams.set('scope', scope);
+  const server = `upstream ${options.name} token server ${realm.hostname}`;
+  const body = await requestToken(options, realm, server, credentials, closed);
+  if (body === undefined) {
+    throw new OciError('UNAVAILABLE', `${server} sent a token response over ${TOKEN_BODY_LIMIT} bytes`, { status: 502 });
+  }
+  const entry = parseTokenResponse(body, Date.now());
+  if (entry === undefined) {
+    throw new OciError('UNAVAILABLE', `${server} sent no usable token`, { status: 502 });
+  }
+  return entry;
+}
+
+/** The token server's answer, capped; `undefined` when it is over the cap. Fails with an OciError. */
+async function requestToken(
+  options: TokenSourceOptions,
+  realm: URL,
+  server: string,
+  credentials: UpstreamCredentials | undefined,
+  closed: AbortSignal,
+): Promise<Buffer | undefined> {
+  const headers: Record<string, string> = { accept: 'application/json', 'user-agent': options.userAgent };
+  if (credentials !== undefined) headers.authorization = basicAuthorization(credentials);
+  const { signal, clear } = deadline(
+    options.timeout,
+    () => new DOMException(`token exchange took over ${options.timeout} ms`, 'TimeoutError'),
+    closed,
+  );
+  try {
+    const res = await options.dispatcherFor(realm.origin).request({
+      origin: realm.origin,
+      path: realm.pathname + realm.search,
+      method: 'GET',
+      headers,
+      signal,
+      headersTimeout: options.timeout,
+      bodyTimeout: options.timeout,
+    });
+    if (res.statusCode !== 200) {
+      await discard(res.body);
+      throw refusal(server, res.statusCode, credentials !== undefined);
+    }
+    return await readWithin(res.body, TOKEN_BODY_LIMIT);
+  } catch (err) {
+    if (err instanceof OciError) throw err;
+    throw new OciError('UNAVAILABLE', `${server} unreachable: ${shortReason(err)}`, { cause: err });
+  } finally {
+    clear();
+  }
 }
 
 /**
@@ -235,7 +230,7 @@ function refusal(server: string, status: number, withCredentials: boolean): OciE
   }
 }
 
-function parseTokenResponse(body: Buffer, now: number): Cached | undefined {
+function parseTokenResponse(body: Buffer, now: number): CachedToken | undefined {
   let json: unknown;
   try {
     json = JSON.parse(body.toString('utf8'));
