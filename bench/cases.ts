@@ -1,18 +1,22 @@
 /**
- * The cases: the baselines (the upstream registry itself, nginx, distribution's proxy mode)
- * and the mirror, cold and warm, with one client and with many, run in rounds; unless told
- * not to, also the mirror with its blobs on S3 (s3rver) and one client, with s3rver's own GET
- * of the object as its baseline. Every run counts the upstream's blob GETs, for a cold one
- * until the server has stored the blob.
+ * The cases on the big layer: the baselines (the upstream registry itself, nginx, distribution's
+ * proxy mode) and the mirror, cold and warm, with one client and with many, run in rounds;
+ * unless told not to, also the mirror with its blobs on S3 (s3rver) and one client, with
+ * s3rver's own GET of the object as its baseline. Every run counts the upstream's blob GETs
+ * and the CPU seconds of the serving processes and of the upstream, for a cold one until the
+ * server has stored the blob. A round then runs the small-request, throttled and crowd cases
+ * (requests.ts, throttled.ts, crowd.ts).
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { RunningRedis } from '../test/helpers/redis.js';
-import type { RunningRegistry } from '../test/helpers/registry.js';
 import { startS3, type RunningS3 } from '../test/helpers/s3.js';
-import { cpuSeconds, ownCpuSeconds, pull, pullMany, sampleMemory } from './measure.js';
+import { crowdCase, type CrowdSetup } from './crowd.js';
+import { cpuSeconds, ownCpuSeconds, pull, pullMany, sampleMemory, treeCpuSeconds } from './measure.js';
 import { replicasCase } from './replicas.js';
 import { parallelRun, singleRun, type Round, type Run } from './report.js';
+import { requestCases, type RequestsSetup } from './requests.js';
+import { throttledCases, type ThrottledSetup } from './throttled.js';
 import {
   startMirror,
   startProxyRegistry,
@@ -46,13 +50,31 @@ export interface Setup {
   rounds: number;
   /** Called with each mirror's pid and what it is for (to name its profile). */
   onMirror?: (pid: number, label: string) => void;
+  /** The small-request cases (wrk); left out when wrk is not installed. */
+  requests?: RequestsSetup;
+  /** The cases with the upstream behind a throttled link. */
+  throttled: ThrottledSetup;
+  /** Many clients on one cold blob, and the idle mirror's memory. */
+  crowd: CrowdSetup;
+}
+
+export interface Measured {
+  /** The pids of the serving process(es): their CPU seconds, and their children's, are the run's `serverCpu`. */
+  server: readonly number[];
+  /** Waited for after `fn` and before the counts are read (a cold run: until stored); its result is `storedAfterMs`. */
+  settled?: () => Promise<number>;
+  /** Whose upstream blob GETs to count; the big layer's by default. */
+  digest?: string;
 }
 
 export interface Bench {
   one(url: string): Promise<Run>;
   many(url: string): Promise<Run>;
-  /** Runs `fn`, waits for `settled` (a moment by default), and notes the upstream blob GETs meanwhile. */
-  counted(fn: () => Promise<Run>, settled?: () => Promise<number>): Promise<Run>;
+  /**
+   * Runs `fn`, waits for `settled`, and notes the upstream's blob GETs meanwhile (after a moment
+   * for its access log) and the CPU seconds of the server and of the upstream until settled.
+   */
+  measured(m: Measured, fn: () => Promise<Run>): Promise<Run>;
   blobPath: string;
 }
 
@@ -61,14 +83,17 @@ export function bench(s: Setup): Bench {
     one: async (url) => singleRun(await pull(url, s.size, s.timeouts.one)),
     many: async (url) => parallelRun(await pullMany(url, s.clients, s.size, s.timeouts.many)),
     blobPath: `/v2/${s.repository}/blobs/${s.digest}`,
-    async counted(fn, settled) {
+    async measured({ server, settled, digest = s.digest }, fn) {
       // The upstream's access log gets its line as each response ends.
-      const before = await s.upstream.blobGets(s.digest);
+      const before = await s.upstream.blobGets(digest);
+      const [serverBefore, upstreamBefore] = [await treeCpuSeconds(server), await treeCpuSeconds(s.upstream.pids)];
       const result = await fn();
       const storedAfterMs = settled ? await settled() : undefined;
+      const serverCpu = (await treeCpuSeconds(server)) - serverBefore;
+      const upstreamCpu = (await treeCpuSeconds(s.upstream.pids)) - upstreamBefore;
       await new Promise((r) => setTimeout(r, 200));
-      const upstreamGets = (await s.upstream.blobGets(s.digest)) - before;
-      return { ...result, upstreamGets, ...(storedAfterMs === undefined ? {} : { storedAfterMs }) };
+      const upstreamGets = (await s.upstream.blobGets(digest)) - before;
+      return { ...result, upstreamGets, serverCpu, upstreamCpu, ...(storedAfterMs === undefined ? {} : { storedAfterMs }) };
     },
   };
 }
@@ -86,15 +111,20 @@ export async function warmUp(s: Setup, b: Bench): Promise<void> {
 export async function round(s: Setup, b: Bench, i: number): Promise<Round> {
   const direct = `${s.upstream.url}${b.blobPath}`;
   const nginx = `${s.nginx.url}/blob`;
-  const r1 = { direct: await b.one(direct), nginx: await b.one(nginx) };
+  const fromUpstream = { server: s.upstream.pids };
+  const fromNginx = { server: [s.nginx.pid] };
+  const r1 = { direct: await b.measured(fromUpstream, () => b.one(direct)), nginx: await b.measured(fromNginx, () => b.one(nginx)) };
   const proxy = await proxyMode(s, b);
   const mirror = await mirrorOne(s, b, i);
   // Right after the fs-backed mirror, so that their ratio compares runs taken close together.
   const s3 = s.s3 ? await mirrorOnS3(s, b, i) : undefined;
   // Once per run (about 25 s), right after the single mirror on S3 it is compared with.
   const replicas = s.redis && i === s.rounds - 1 ? await replicasCase(s, b, s.redis) : undefined;
-  const r10 = { direct10: await b.many(direct), nginx10: await b.many(nginx) };
+  const r10 = { direct10: await b.measured(fromUpstream, () => b.many(direct)), nginx10: await b.measured(fromNginx, () => b.many(nginx)) };
   const mirror10 = await mirrorMany(s, b, i);
+  const requests = s.requests ? await requestCases(s, s.requests, b, i) : {};
+  const throttled = await throttledCases(s, s.throttled, b, i);
+  const crowd = await crowdCase(s, s.crowd, b, i);
   return {
     ...r1,
     proxyCold: proxy.cold,
@@ -106,16 +136,20 @@ export async function round(s: Setup, b: Bench, i: number): Promise<Round> {
     ...r10,
     mirrorCold10: mirror10.cold,
     mirrorWarm10: mirror10.warm,
+    ...requests,
+    ...throttled,
+    crowdCold: crowd,
   };
 }
 
 /** distribution's proxy mode, fresh: first GET (cold), then, once it has stored its copy, the second (warm). */
 async function proxyMode(s: Setup, b: Bench): Promise<{ cold: Run; warm: Run }> {
-  const registry: RunningRegistry = await startProxyRegistry(s.upstream.url);
+  const registry = await startProxyRegistry(s.upstream.url);
   try {
     const url = `${registry.url}${b.blobPath}`;
-    const cold = await b.counted(() => b.one(url), () => waitProxyStored(registry, s.repository, s.digest));
-    return { cold, warm: await b.counted(() => b.one(url)) };
+    const server = registry.pids;
+    const cold = await b.measured({ server, settled: () => waitProxyStored(registry, s.repository, s.digest) }, () => b.one(url));
+    return { cold, warm: await b.measured({ server }, () => b.one(url)) };
   } finally {
     await registry.destroy();
   }
@@ -127,8 +161,9 @@ function mirrorOne(s: Setup, b: Bench, i: number): Promise<{ cold: Run; warm: Ru
     const mirror = await mirrorIn(s, dataDir, `1 client, cold then warm, round ${i + 1}`);
     try {
       const url = `${mirror.url}${b.blobPath}`;
-      const cold = await b.counted(() => b.one(url), () => waitStored(url));
-      return { cold, warm: await b.counted(() => b.one(url)) };
+      const server = [mirror.pid];
+      const cold = await b.measured({ server, settled: () => waitStored(url) }, () => b.one(url));
+      return { cold, warm: await b.measured({ server }, () => b.one(url)) };
     } finally {
       await mirror.stop();
     }
@@ -160,18 +195,18 @@ async function mirrorOnS3(s: Setup, b: Bench, i: number): Promise<{ cold: Run; w
           lastByte = performance.now();
           return run;
         };
-        const cold = await b.counted(
-          () => withCpu(mirror, timed),
-          async () => {
-            await waitInS3(s3, s.digest, s.size);
-            return Math.round(performance.now() - lastByte);
-          },
-        );
+        const server = [mirror.pid];
+        const settled = async (): Promise<number> => {
+          await waitInS3(s3, s.digest, s.size);
+          return Math.round(performance.now() - lastByte);
+        };
+        const cold = await b.measured({ server, settled }, () => withCpu(mirror, timed));
         s3.onRequest = undefined;
         const completeSentAfterMs = completeSent === undefined ? undefined : Math.round(completeSent - lastByte);
         const uploadsLeft = await s3.uploadsOnDisk();
-        const warm = await b.counted(() => withCpu(mirror, () => b.one(url)));
-        const direct = await b.one(`${s3.endpoint}/${s3.bucket}/${s3Key(s.digest)}`);
+        const warm = await b.measured({ server }, () => withCpu(mirror, () => b.one(url)));
+        // s3rver runs in this process: its CPU is the bench's own.
+        const direct = await b.measured({ server: [process.pid] }, () => b.one(`${s3.endpoint}/${s3.bucket}/${s3Key(s.digest)}`));
         return { cold: { ...cold, uploadsLeft, completeSentAfterMs }, warm, direct };
       } finally {
         await mirror.stop();
@@ -208,20 +243,20 @@ function mirrorMany(s: Setup, b: Bench, i: number): Promise<{ cold: Run; warm: R
   };
   return withDataDir(s, `many-${i + 1}`, async (dataDir) => {
     const coldMirror = await mirrorIn(s, dataDir, `${s.clients} clients, cold, round ${i + 1}`);
-    const cold = await sampled(coldMirror, (url) => b.counted(() => b.many(url), () => waitStored(url)));
+    const cold = await sampled(coldMirror, (url) => b.measured({ server: [coldMirror.pid], settled: () => waitStored(url) }, () => b.many(url)));
     const warmMirror = await mirrorIn(s, dataDir, `${s.clients} clients, warm, round ${i + 1}`);
-    return { cold, warm: await sampled(warmMirror, (url) => b.counted(() => b.many(url))) };
+    return { cold, warm: await sampled(warmMirror, (url) => b.measured({ server: [warmMirror.pid] }, () => b.many(url))) };
   });
 }
 
-async function mirrorIn(s: Setup, dataDir: string, label: string, s3?: RunningS3): Promise<MirrorProcess> {
-  const mirror = await startMirror({ upstreamUrl: s.upstream.url, dataDir, work: s.work, nodeFlags: s.nodeFlags, s3 });
+export async function mirrorIn(s: Setup, dataDir: string, label: string, s3?: RunningS3, upstreamUrl = s.upstream.url): Promise<MirrorProcess> {
+  const mirror = await startMirror({ upstreamUrl, dataDir, work: s.work, nodeFlags: s.nodeFlags, s3 });
   s.onMirror?.(mirror.pid, label);
   return mirror;
 }
 
 /** A fresh mirror data dir for `fn`, removed afterwards (512 MiB each with fs storage). */
-async function withDataDir<T>(s: Setup, name: string, fn: (dir: string) => Promise<T>): Promise<T> {
+export async function withDataDir<T>(s: Setup, name: string, fn: (dir: string) => Promise<T>): Promise<T> {
   const dir = join(s.work, `mirror-data-${name}`);
   await mkdir(dir);
   try {

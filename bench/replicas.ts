@@ -62,10 +62,13 @@ export async function replicasCase(s: Setup, b: Bench, redis: RunningRedis): Pro
     );
     return pair;
   };
-  const sampled = async (pair: MirrorProcess[], fn: (urls: string[]) => Promise<Run>): Promise<Run> => {
+  const sampled = async (pair: MirrorProcess[], fn: (urls: string[], server: number[]) => Promise<Run>): Promise<Run> => {
     const samplers = await Promise.all(pair.map((m) => sampleMemory(m.pid)));
     try {
-      const result = await fn(pair.map((m) => `${m.url}${b.blobPath}`));
+      const result = await fn(
+        pair.map((m) => `${m.url}${b.blobPath}`),
+        pair.map((m) => m.pid),
+      );
       const memory = await Promise.all(samplers.map((x) => x.stop()));
       return { ...result, replicas: memory.map((m, i) => ({ url: pair[i]!.url, memory: m })) };
     } finally {
@@ -74,16 +77,13 @@ export async function replicasCase(s: Setup, b: Bench, redis: RunningRedis): Pro
   };
   const many = async (urls: string[]): Promise<Run> => parallelRun(await pullSplit(urls, s.clients, s.size, s.timeouts.many));
   try {
-    const cold = await sampled(await startReplicas('cold'), (urls) =>
-      b.counted(
-        () => many(urls),
-        () => waitInS3(s3, s.digest, s.size),
-      ),
+    const cold = await sampled(await startReplicas('cold'), (urls, server) =>
+      b.measured({ server, settled: () => waitInS3(s3, s.digest, s.size) }, () => many(urls)),
     );
     // The fill's holder may still be finishing its commit bookkeeping; a moment more for a late second upload to show.
     await new Promise((r) => setTimeout(r, 300));
     const coldUploads = uploads;
-    const warm = await sampled(await startReplicas('warm'), (urls) => b.counted(() => many(urls)));
+    const warm = await sampled(await startReplicas('warm'), (urls, server) => b.measured({ server }, () => many(urls)));
     return { cold: { ...cold, uploads: coldUploads }, warm: { ...warm, uploads: uploads - coldUploads } };
   } finally {
     s3.onRequest = undefined;

@@ -1,92 +1,99 @@
 /**
- * `npm run bench [-- --no-build] [-- --no-s3] [-- --cpu-prof]`: pulls one 512 MiB incompressible layer
- * straight from a docker-registry, from nginx (sendfile), through distribution's proxy mode
- * and through the mirror (a child process from dist/, built first unless --no-build), cold
- * and warm, by one client and by ten at once; prints MB/s, the ratios the project tracks and
- * the mirror's peak RSS, and writes bench/results/latest.json. It measures; it asserts nothing.
+ * `npm run bench [-- --runs N] [-- --quick] [-- --no-build] [-- --no-s3] [-- --no-replicas] [-- --cpu-prof]`
+ *
+ * Pulls one 512 MiB incompressible layer straight from a docker-registry, from nginx
+ * (sendfile), through distribution's proxy mode and through the mirror (a child process from
+ * dist/, built first unless --no-build), cold and warm, by one client and by ten at once; then
+ * small requests with wrk (a manifest by tag within its TTL, a 4 KB blob; mirror, proxy mode,
+ * nginx), the upstream behind a throttled link (1 and 2.5 Gbit/s, a 10 MB and the big layer,
+ * direct and through a cold mirror), and 300 clients on one cold 50 MB blob (the mirror's peak
+ * RSS, and its idle RSS before). Every case runs once per round, `--runs` rounds (5 by
+ * default), so that ratios compare runs taken close together: each ratio is computed within
+ * a round, then its median and range are printed. Beside every figure: the CPU seconds per GB
+ * of the process(es) serving it, read from /proc, which do not depend on how busy the machine is.
+ *
+ * Prints the results as Markdown and writes them to bench/RESULTS.md (with the date, the commit,
+ * Node's version and the machine), every run to bench/results/latest.json. It measures; it
+ * asserts nothing.
  *
  * Every round also runs the mirror with its blobs on S3 (s3rver on 127.0.0.1, in this process,
- * a fresh one and bucket per round) and its metadata on fs, one client, cold and warm, and
- * reports both as ratios to the fs-backed mirror of the same round, with the wait from the
- * last byte to the blob committed in S3. That adds about 35 s; --no-s3 leaves it out.
+ * a fresh one and bucket per round) and its metadata on fs, one client, cold and warm, as
+ * ratios to the fs-backed mirror of the same round; --no-s3 leaves it out. The last round also
+ * runs two replicas (issue 5): two mirror processes with their blobs on one s3rver bucket,
+ * metadata on Keyv/Redis and replication on (one redis-server), ten clients split five and
+ * five, cold then warm; --no-replicas leaves it out, and so does a machine without redis-server.
  *
- * The last round also runs two replicas (issue 5): two mirror processes with their blobs on one
- * s3rver bucket, metadata on Keyv/Redis and replication on (one redis-server), ten clients split
- * five and five, cold then warm, as ratios to the single mirror on S3, with the upstream GETs,
- * the uploads to S3 and each replica's peak RSS. That adds about 25 s; --no-replicas leaves it
- * out, and so does a machine without redis-server.
+ * --quick: one round, a 64 MiB big layer, a 10 MB crowd blob, wrk for 2 s, no S3 and no
+ * replicas; to check the harness (about a minute with the build), not to quote. Its results go
+ * to bench/results/latest.md instead of bench/RESULTS.md, and so do --cpu-prof's.
  *
  * --cpu-prof runs every mirror under `node --cpu-prof` (profiles in bench/results/profiles)
  * and prints where each spent its time; the profiler slows the mirror, so such a run's
- * numbers are not comparable with others.
+ * numbers are not comparable with others. `npm run bench:profile` is the focused tool.
  *
  * Every process it starts and every temp dir it makes is removed at the end, on failure and
- * on Ctrl-C too. The blob itself is kept in os.tmpdir() for the next run.
+ * on Ctrl-C too. The layers themselves are kept in os.tmpdir() for the next run.
  */
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { cpus, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { bigLayer, pushBigImage } from '../test/helpers/images.js';
 import { REDIS_INSTALL_HINT, startRedis, type RunningRedis } from '../test/helpers/redis.js';
-import { run, which } from '../test/helpers/tools.js';
+import { which } from '../test/helpers/tools.js';
 import { bench, round, warmUp, type Setup } from './cases.js';
-import { repeat } from './measure.js';
+import { build, commitName, defer, log, pushLayerImage, ROOT, runMain, upstreamIn } from './harness.js';
+import { hasWrk, repeat } from './measure.js';
 import { summarizeProfile } from './profile.js';
-import { buildCases, ratios, table, writeJson } from './report.js';
-import { startNginx, startUpstream } from './servers.js';
+import { buildCases, memory, ratios, report, writeJson, writeText, type Context } from './report.js';
+import { nginxFiles, pushSmallImage } from './requests.js';
+import { startNginx } from './servers.js';
+import { startLinks } from './throttled.js';
 
-const SIZE = 512 * 1024 * 1024;
-const REPO = 'bench/big';
-const REPS = 3;
-const ROOT = resolve(import.meta.dirname, '..');
+const MiB = 1024 * 1024;
 const RESULTS = join(ROOT, 'bench', 'results');
 const PROFILES = join(RESULTS, 'profiles');
-
-const log = (msg: string): void => void process.stderr.write(`[bench] ${msg}\n`);
-
-/** Cleanups, run last-in first-out, each once, from `finally` or from a signal. */
-const cleanups: Array<() => Promise<unknown>> = [];
-const defer = (fn: () => Promise<unknown>): void => void cleanups.push(fn);
-async function cleanUp(): Promise<void> {
-  for (let fn = cleanups.pop(); fn; fn = cleanups.pop()) await fn().catch((e: unknown) => log(`cleanup: ${String(e)}`));
-}
 
 async function main(): Promise<void> {
   const { values: flags } = parseArgs({
     options: {
+      runs: { type: 'string' },
+      quick: { type: 'boolean' },
       'no-build': { type: 'boolean' },
       'cpu-prof': { type: 'boolean' },
       'no-s3': { type: 'boolean' },
       'no-replicas': { type: 'boolean' },
     },
   });
+  const quick = flags.quick ?? false;
+  const runs = flags.runs === undefined ? (quick ? 1 : 5) : Number(flags.runs);
+  if (!Number.isInteger(runs) || runs < 1 || runs > 50) throw new Error(`--runs wants a whole number from 1 to 50, not ${flags.runs}`);
+  const sizes = { big: quick ? 64 * MiB : 512 * MiB, small: 10_000_000, crowd: quick ? 10_000_000 : 50_000_000 };
   const started = Date.now();
-  if (!flags['no-build']) {
-    log('building dist/');
-    // The package's own build: it also copies the status page's assets, which tsc alone would not.
-    await run('npm', ['run', '--silent', '--prefix', ROOT, 'build']);
-  }
+  const loadBefore = loadavg();
+  // Read first: the work tree as built and measured, whatever changes during the run.
+  const commit = await commitName();
+  if (!flags['no-build']) await build();
   if (flags['cpu-prof']) await rm(PROFILES, { recursive: true, force: true });
 
   const work = await mkdtemp(join(tmpdir(), 'oci-mirror-bench-'));
   defer(() => rm(work, { recursive: true, force: true }));
-  const upstream = await startUpstream(work);
-  defer(() => upstream.destroy());
+  const upstream = await upstreamIn(work);
+  const big = await pushLayerImage(upstream, 'bench/big', sizes.big, 'bench');
+  const small = await pushLayerImage(upstream, 'bench/ten', sizes.small, 'bench-small');
+  const crowdBlob = sizes.crowd === sizes.small ? small : await pushLayerImage(upstream, 'bench/crowd', sizes.crowd, 'bench-crowd');
+  const wrkOptions = { threads: 2, connections: 32, seconds: quick ? 2 : 10 };
+  const wrkAvailable = hasWrk();
+  if (!wrkAvailable) log('small requests (wrk): left out, wrk is not installed (apt-get install wrk)');
+  // The 4 KB image: wrk's cases, and each throttled mirror's warm-up.
+  const tiny = await pushSmallImage(upstream, 'bench/small', wrkOptions);
+  const requests = wrkAvailable ? tiny : undefined;
 
-  let t = Date.now();
-  const layer = await bigLayer(SIZE, 'bench');
-  if (!layer.path) throw new Error('bigLayer gave no file');
-  log(`blob ${layer.digest} (${layer.size} bytes) ready in ${Date.now() - t} ms at ${layer.path}`);
-  t = Date.now();
-  await pushBigImage(upstream, { name: REPO, tag: 'v1', size: SIZE, seed: 'bench' });
-  log(`pushed ${REPO}:v1 with that layer to ${upstream.url} in ${Date.now() - t} ms`);
-
-  const nginx = await startNginx(work, layer.path);
+  const nginx = await startNginx(work, big.path!, nginxFiles(tiny));
   defer(() => nginx.stop());
+  const links = await startLinks(upstream.url, defer);
 
   let redis: RunningRedis | undefined;
-  if (flags['no-replicas']) log('two replicas: left out (--no-replicas)');
+  if (flags['no-replicas'] || quick) log(`two replicas: left out (${quick ? '--quick' : '--no-replicas'})`);
   else if (!which('redis-server')) log(`two replicas: left out, redis-server is not installed (${REDIS_INSTALL_HINT})`);
   else {
     redis = await startRedis();
@@ -98,46 +105,85 @@ async function main(): Promise<void> {
   const setup: Setup = {
     upstream,
     nginx,
-    repository: REPO,
-    digest: layer.digest,
-    size: layer.size,
+    repository: 'bench/big',
+    digest: big.digest,
+    size: big.size,
     clients: 10,
     timeouts: { one: 120, many: 240 },
     work,
     nodeFlags: flags['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', PROFILES] : [],
-    s3: !flags['no-s3'],
+    s3: !flags['no-s3'] && !quick,
     ...(redis ? { redis } : {}),
-    rounds: REPS,
+    rounds: runs,
     onMirror: (pid, label) => mirrors.set(pid, label),
+    ...(requests ? { requests } : {}),
+    throttled: {
+      small: { repository: 'bench/ten', digest: small.digest, size: small.size },
+      links,
+      warmUp: { repository: tiny.repository, digest: tiny.blob.digest, size: tiny.blob.bytes.length },
+    },
+    crowd: {
+      blob: { repository: crowdBlob === small ? 'bench/ten' : 'bench/crowd', digest: crowdBlob.digest, size: crowdBlob.size },
+      clients: 300,
+      timeoutSeconds: 300,
+    },
   };
   const b = bench(setup);
 
   await warmUp(setup, b);
-  const rounds = await repeat(REPS, (i) => {
-    const replicas = setup.redis && i === REPS - 1 ? ', two replicas on S3 + Redis' : '';
-    log(`round ${i + 1} of ${REPS}: direct, nginx, proxy mode, mirror${setup.s3 ? ', mirror on S3' : ''}${replicas}; 1 client, then ${setup.clients}`);
+  const rounds = await repeat(runs, (i) => {
+    const replicas = setup.redis && i === runs - 1 ? ', two replicas on S3 + Redis' : '';
+    log(
+      `round ${i + 1} of ${runs}: direct, nginx, proxy mode, mirror${setup.s3 ? ', mirror on S3' : ''}${replicas}; 1 client, then ${setup.clients}; ` +
+        `${requests ? 'small requests (wrk), ' : ''}throttled upstream, ${setup.crowd.clients} clients`,
+    );
     return round(setup, b, i);
   });
   const cases = buildCases(rounds, setup.clients);
-  process.stdout.write(`\n${table(cases)}\n`);
+  const context: Context = { sizes: { big: big.size, small: small.size, crowd: crowdBlob.size }, wrk: { available: wrkAvailable, ...wrkOptions }, clients: setup.clients };
+  const seconds = (Date.now() - started) / 1000;
+  const loadAfter = loadavg();
+  const machine = { cpus: cpus().length, cpu: cpus()[0]?.model ?? '?', node: process.version };
+  const load = (l: number[]): string => l.map((v) => v.toFixed(1)).join(' ');
+  const flagList = Object.entries(flags).flatMap(([k, v]) => (v === true ? [`--${k}`] : typeof v === 'string' ? [`--${k} ${v}`] : []));
+  const header = [
+    '# Benchmark results',
+    '',
+    `Written by \`npm run bench${flagList.length ? ` -- ${flagList.join(' ')}` : ''}\` on ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC ` +
+      `at commit ${commit}, Node.js ${machine.node}, ${machine.cpus} cores (${machine.cpu}); ${runs} round${runs === 1 ? '' : 's'} in ${seconds.toFixed(0)} s.`,
+    `Load average (1, 5, 15 min) before: ${load(loadBefore)}, after: ${load(loadAfter)}. On ${machine.cpus} cores, a load above ${machine.cpus} ` +
+      'means other work shared the machine: MB/s and requests/s then say less than the ratios and the CPU seconds per GB.',
+    'How to run the bench and read these figures: [README, Benchmarks](../README.md#benchmarks).',
+    '',
+  ].join('\n');
+  const text = `${header}\n${report(cases, rounds, context)}`;
+  process.stdout.write(`\n${text}`);
   if (flags['cpu-prof']) process.stdout.write(await profiles(mirrors));
 
+  const comparable = !quick && !flags['cpu-prof'];
+  const md = comparable ? join(ROOT, 'bench', 'RESULTS.md') : join(RESULTS, 'latest.md');
+  await writeText(md, text);
   const out = join(RESULTS, 'latest.json');
   await writeJson(out, {
     date: new Date().toISOString(),
-    commit: (await run('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD']).catch(() => ({ stdout: '?' }))).stdout.trim(),
-    machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
+    commit,
+    machine,
+    load: { before: loadBefore, after: loadAfter },
+    flags,
     profiled: flags['cpu-prof'] ?? false,
     s3: setup.s3,
     replicas: setup.redis !== undefined,
-    blob: { digest: layer.digest, size: layer.size },
-    reps: REPS,
+    blobs: { big: { digest: big.digest, size: big.size }, small: { digest: small.digest, size: small.size }, crowd: { digest: crowdBlob.digest, size: crowdBlob.size } },
+    runs,
     clients: setup.clients,
-    cases,
-    ratios: ratios(cases),
-    seconds: (Date.now() - started) / 1000,
+    wrk: context.wrk,
+    rounds,
+    cases: Object.fromEntries(Object.entries(cases).map(([k, c]) => [k, { ...c, runs: undefined }])),
+    ratios: ratios(rounds),
+    memory: memory(rounds),
+    seconds,
   });
-  log(`wrote ${out} after ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  log(`wrote ${md} and ${out} after ${seconds.toFixed(0)} s`);
 }
 
 /** Where each profiled mirror spent its time; node names a profile `CPU.<date>.<time>.<pid>.<tid>.<seq>.cpuprofile`. */
@@ -150,18 +196,4 @@ async function profiles(mirrors: Map<number, string>): Promise<string> {
   return `${out.join('\n')}\n`;
 }
 
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    log(`${signal}: cleaning up`);
-    void cleanUp().finally(() => process.exit(130));
-  });
-}
-
-try {
-  await main();
-} catch (e) {
-  process.exitCode = 1;
-  log(`failed: ${(e as Error).stack ?? String(e)}`);
-} finally {
-  await cleanUp();
-}
+await runMain(main);

@@ -14,12 +14,29 @@ import { describeExit, spawnTracked, terminate, type Tracked } from '../test/hel
 import { freePort, REGISTRY_BINARY, startRegistry, type RunningRegistry } from '../test/helpers/registry.js';
 import { S3RVER_CREDENTIALS, type RunningS3 } from '../test/helpers/s3.js';
 import { which } from '../test/helpers/tools.js';
+import { pidsByCommandLine } from './measure.js';
 
 const READY_TIMEOUT_MS = 15_000;
 
-export interface Upstream extends RunningRegistry {
+/** A registry process with the pids whose CPU time is its own (found in /proc by its config file's path). */
+export interface Registry extends RunningRegistry {
+  readonly pids: number[];
+}
+
+async function withPids(registry: RunningRegistry): Promise<Registry> {
+  const pids = await pidsByCommandLine(join(registry.dir, 'config.yml'));
+  if (pids.length === 0) {
+    await registry.destroy();
+    throw new Error(`no process in /proc runs ${registry.dir}/config.yml`);
+  }
+  return Object.assign(registry, { pids });
+}
+
+export interface Upstream extends Registry {
   /** How many `GET …/blobs/<digest>` lines its access log holds so far (every status). */
   blobGets(digest: string): Promise<number>;
+  /** How many GET or HEAD lines for a path that contains `path` its access log holds so far. */
+  requests(path: string): Promise<number>;
 }
 
 /**
@@ -32,18 +49,18 @@ export async function startUpstream(work: string): Promise<Upstream> {
   const wrapper = join(work, 'registry-with-access-log.sh');
   await writeFile(wrapper, `#!/bin/sh\nexec ${REGISTRY_BINARY} "$@" >>${shellQuote(accessLog)}\n`);
   await chmod(wrapper, 0o755);
-  const registry = await startRegistry({ binary: wrapper, config: { log: { accesslog: { disabled: false } } } });
+  const registry = await withPids(await startRegistry({ binary: wrapper, config: { log: { accesslog: { disabled: false } } } }));
+  const lines = async (match: (line: string) => boolean): Promise<number> =>
+    (await readFile(accessLog, 'utf8').catch(() => '')).split('\n').filter(match).length;
   return Object.assign(registry, {
-    async blobGets(digest: string) {
-      const text = await readFile(accessLog, 'utf8').catch(() => '');
-      return text.split('\n').filter((line) => line.includes('"GET /v2/') && line.includes(`/blobs/${digest} `)).length;
-    },
+    blobGets: (digest: string) => lines((line) => line.includes('"GET /v2/') && line.includes(`/blobs/${digest} `)),
+    requests: (path: string) => lines((line) => /"(GET|HEAD) \/v2\//.test(line) && line.includes(path)),
   });
 }
 
 /** distribution 2.8 as a pull-through cache of `remoteurl`, over fresh storage. */
-export function startProxyRegistry(remoteurl: string): Promise<RunningRegistry> {
-  return startRegistry({ proxy: { remoteurl } });
+export async function startProxyRegistry(remoteurl: string): Promise<Registry> {
+  return withPids(await startRegistry({ proxy: { remoteurl } }));
 }
 
 export interface Server {
@@ -52,13 +69,25 @@ export interface Server {
   stop(): Promise<void>;
 }
 
-/** nginx serving `file` as `/blob` with sendfile: what a static file server does at best on this machine. */
-export async function startNginx(work: string, file: string): Promise<Server> {
+/** A file nginx serves besides the blob: `/<name>`, these bytes, with this content type. */
+export interface NginxFile {
+  name: string;
+  bytes: Buffer;
+  type: string;
+}
+
+/**
+ * nginx serving `file` as `/blob` with sendfile: what a static file server does at best on this
+ * machine; and each of `extra` as `/<name>` with its own content type.
+ */
+export async function startNginx(work: string, file: string, extra: NginxFile[] = []): Promise<Server> {
   const binary = which('nginx');
   if (!binary) throw new Error('nginx is not installed (apt-get install nginx)');
   const dir = join(work, 'nginx');
   await mkdir(join(dir, 'www'), { recursive: true });
   await symlink(resolve(file), join(dir, 'www', 'blob'));
+  for (const f of extra) await writeFile(join(dir, 'www', f.name), f.bytes);
+  const locations = extra.map((f) => `    location = /${f.name} { root ${dir}/www; types { } default_type ${f.type}; }\n`).join('');
   const port = await freePort();
   const conf = join(dir, 'nginx.conf');
   // As root, nginx would otherwise hand its work to `nobody`, who cannot read a 0700 temp dir.
@@ -70,7 +99,7 @@ master_process off;
 worker_processes 1;
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
-events { worker_connections 64; }
+events { worker_connections 512; }
 http {
   access_log ${dir}/access.log;
   sendfile on;
@@ -79,7 +108,7 @@ http {
   server {
     listen 127.0.0.1:${port};
     location / { root ${dir}/www; }
-  }
+${locations}  }
 }
 `,
   );

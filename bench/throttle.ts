@@ -1,0 +1,107 @@
+/**
+ * A throttled link to the upstream: a TCP proxy on 127.0.0.1 that passes what the client sends
+ * as it comes and paces what the upstream answers with one token bucket for all its
+ * connections, so that the upstream looks as if it were behind a link of `bytesPerSecond`.
+ *
+ * Why a TCP proxy in the bench rather than nginx's `limit_rate` in front of the registry: it
+ * limits the link, not each response (nginx paces per connection, and as a reverse proxy it
+ * would also parse, buffer and re-send every response); it is the same code path for a client
+ * pulling direct and for the mirror filling, byte for byte what the registry sends, keep-alive
+ * and all; and it has no configuration of its own to get wrong. Its CPU time is the bench's
+ * own, not the mirror's or the upstream's, so it does not show in their CPU seconds.
+ *
+ * The pacing is a token bucket 50 ms deep that earns no tokens while the link is idle: each
+ * chunk is due when the chunks before it would have finished at the rate. A chunk that finds
+ * that schedule behind by less than 50 ms (a timer that fired late, a busy machine that
+ * descheduled this process) goes at once, to catch up, so that lateness of the harness is not
+ * bandwidth lost for good; after a longer silence the schedule starts afresh from now, so that
+ * idle time earns no burst and a small pull starts at the rate, not above it.
+ */
+import { createConnection, createServer, type Socket } from 'node:net';
+
+export interface Throttle {
+  readonly url: string;
+  readonly bytesPerSecond: number;
+  stop(): Promise<void>;
+}
+
+class TokenBucket {
+  /** When the link is free again: the end of what has been let through so far, at the rate. */
+  private due = 0;
+
+  constructor(
+    private readonly rate: number,
+    private readonly depthMs: number,
+  ) {}
+
+  /** Lets `n` bytes through; answers how many ms to wait before sending them. */
+  take(n: number): number {
+    const now = performance.now();
+    // Behind by more than the bucket's depth: the link was idle, not late; start afresh.
+    if (now - this.due > this.depthMs) this.due = now;
+    const start = this.due;
+    this.due += (n * 1000) / this.rate;
+    return Math.max(0, start - now);
+  }
+}
+
+/** Forwards `from` to `to`, each chunk once the bucket allows it, with `to`'s backpressure respected. */
+function paced(from: Socket, to: Socket, bucket: TokenBucket): void {
+  let pending = 0;
+  let ended = false;
+  const send = (chunk: Buffer): void => {
+    if (to.destroyed) return;
+    if (to.write(chunk)) from.resume();
+    else to.once('drain', () => from.resume());
+    if (--pending === 0 && ended) to.end();
+  };
+  from.on('data', (chunk: Buffer) => {
+    pending++;
+    from.pause();
+    const wait = bucket.take(chunk.length);
+    if (wait <= 0) send(chunk);
+    else setTimeout(send, wait, chunk);
+  });
+  from.on('end', () => {
+    ended = true;
+    if (pending === 0) to.end();
+  });
+}
+
+export function startThrottle(target: URL, bytesPerSecond: number, depthMs = 50): Promise<Throttle> {
+  const bucket = new TokenBucket(bytesPerSecond, depthMs);
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    const upstream = createConnection({ host: target.hostname, port: Number(target.port) });
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+      // Either side failing or closing takes the other with it.
+      socket.on('error', () => {
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.on('close', () => upstream.destroy());
+    // A clean end of the upstream reaches the client through `paced`, after the chunks still waiting.
+    upstream.on('close', (hadError) => hadError && client.destroy());
+    client.pipe(upstream);
+    paced(upstream, client, bucket);
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      resolve({
+        url: `http://127.0.0.1:${port}`,
+        bytesPerSecond,
+        stop: () =>
+          new Promise<void>((done) => {
+            for (const socket of sockets) socket.destroy();
+            server.close(() => done());
+          }),
+      });
+    });
+  });
+}
