@@ -80,10 +80,10 @@ export function expectWhole(res: RawResponse, expected: Buffer, why?: () => stri
   expect(res.body.equals(expected), 'a complete response has the blob\'s bytes').toBe(true);
 }
 
-/** Polls until `check` returns true; bounded. */
+/** Polls until `check` returns true; bounded (on the monotonic clock, which tests faking Date leave alone). */
 export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
     if (await check()) return;
     await new Promise((r) => setTimeout(r, 20));
   }
