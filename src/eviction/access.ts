@@ -44,23 +44,25 @@ export class AccessLog {
 
   /**
    * Writes the times that changed since the last flush, for the digests `keep` accepts (those
-   * stored); the others are dropped from memory (a HEAD, a fill that failed).
+   * stored); those `pending` accepts (still being fetched) wait for a later flush, and the
+   * others are dropped from memory (a HEAD, a fill that failed).
    */
-  flush(keep: (digest: string) => boolean): Promise<void> {
-    this.flushing ??= this.write(keep).finally(() => {
+  flush(keep: (digest: string) => boolean, pending: (digest: string) => boolean = () => false): Promise<void> {
+    this.flushing ??= this.write(keep, pending).finally(() => {
       this.flushing = undefined;
     });
     return this.flushing;
   }
 
-  private async write(keep: (digest: string) => boolean): Promise<void> {
+  private async write(keep: (digest: string) => boolean, pending: (digest: string) => boolean): Promise<void> {
     const batch = [...this.dirty];
     this.dirty.clear();
     for (const [i, digest] of batch.entries()) {
       const at = this.times.get(digest);
       if (at === undefined) continue;
       if (!keep(digest)) {
-        this.times.delete(digest);
+        if (pending(digest)) this.dirty.add(digest);
+        else this.times.delete(digest);
         continue;
       }
       try {

@@ -121,7 +121,9 @@ export function createEviction(options: EvictionOptions): Eviction {
   const flush = () => {
     // Still being served: as good as accessed now (what another replica's eviction reads).
     for (const digest of pins.served()) access.touch(digest);
-    return access.flush((digest) => nodes.has(digest)).catch((err: unknown) => {
+    // A pull whose fill outlasts a flush is stored soon after: dropping its time then would leave
+    // other replicas dating the blob by when they first listed it, newer than it is.
+    return access.flush((digest) => nodes.has(digest), (digest) => fills.get(digest) !== undefined).catch((err: unknown) => {
       onError?.(err);
     });
   };

@@ -1,5 +1,6 @@
 /** Raw HTTP clients for tests: they report truncation and can hang up at a chosen offset. */
 import { request, type IncomingHttpHeaders } from 'node:http';
+import { expect } from 'vitest';
 
 export interface RawResponse {
   status: number;
@@ -64,10 +65,25 @@ export function raw(url: string, options: RawOptions = {}): Promise<RawResponse>
   });
 }
 
-/** Polls until `check` returns true; bounded. */
+/**
+ * Asserts that `res` is the whole of `expected`. A response the server cut (a fill that failed
+ * or timed out) fails as a cut, with how far it got and `why` it may have stopped, rather than
+ * as a body that differs from the blob; then the bytes are compared.
+ */
+export function expectWhole(res: RawResponse, expected: Buffer, why?: () => string | undefined): void {
+  if (!res.complete) {
+    const prefix = res.body.equals(expected.subarray(0, res.body.length)) ? 'the blob\'s first bytes' : 'bytes that differ from the blob';
+    const reason = why?.();
+    expect.fail(`response cut after ${res.body.length} of ${expected.length} bytes (${prefix})${reason ? `: ${reason}` : ''}`);
+  }
+  expect(res.body.length, 'length of a complete response').toBe(expected.length);
+  expect(res.body.equals(expected), 'a complete response has the blob\'s bytes').toBe(true);
+}
+
+/** Polls until `check` returns true; bounded (on the monotonic clock, which tests faking Date leave alone). */
 export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
     if (await check()) return;
     await new Promise((r) => setTimeout(r, 20));
   }

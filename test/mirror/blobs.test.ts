@@ -4,14 +4,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { FillEndEvent } from '../../src/events/index.js';
+import type { Fill } from '../../src/fill/index.js';
 import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';
-import { raw, waitFor } from '../helpers/http.js';
+import { expectWhole, raw, waitFor, type RawResponse } from '../helpers/http.js';
 import { parseMetrics, total } from '../helpers/metrics.js';
 import { startTestMirror, type TestMirror } from '../helpers/mirror.js';
 
 const MiB = 1024 * 1024;
 let upstream: FakeUpstream;
 let mirror: TestMirror;
+/** Every fill the mirror started, by digest: a cut response then says how its fill ended. */
+let fills: Map<string, Fill>;
 
 // Both commit paths: the fs store adopting the verified spool file by rename, and a store
 // without local files taking the bytes through put() while the fill runs (as S3 and Keyv will).
@@ -21,7 +24,11 @@ describe.each([
 ])('blob tee-and-store (%s)', (_label, withoutSpool) => {
 beforeEach(async () => {
   upstream = await startFakeUpstream();
-  mirror = await startTestMirror(upstream.url, { fill: { timeout: '3s' } }, { withoutSpool });
+  // Far above what any fill here needs, even on a loaded machine, where twenty clients of one
+  // 8 MiB fill have taken over 5 s: a short one would cut responses that are only slow. The
+  // timeout test starts a mirror with a short one of its own.
+  mirror = await startTestMirror(upstream.url, { fill: { timeout: '60s' } }, { withoutSpool });
+  fills = watchFills(mirror);
 });
 afterEach(async () => {
   await mirror.dispose();
@@ -42,18 +49,35 @@ async function fillsSettled(): Promise<void> {
   await waitFor(() => mirror.mirror.fills.size === 0, 15_000, 'fills to settle');
 }
 
+function watchFills(m: TestMirror): Map<string, Fill> {
+  const seen = new Map<string, Fill>();
+  m.mirror.events.on('fill:start', ({ digest }) => {
+    const fill = m.mirror.fills.get(digest);
+    if (fill) seen.set(digest, fill);
+  });
+  return seen;
+}
+
+/** Asserts `res` is the whole blob `d`; a cut says how the blob's fill ended, if it did. */
+function expectBlob(res: RawResponse, data: Buffer, d: string): void {
+  expectWhole(res, data, () => {
+    const fill = fills.get(d);
+    return fill && `fill ${fill.state}${fill.error ? ` (${fill.error.message})` : ''} after ${fill.received} bytes`;
+  });
+}
+
   it('serves an uncached blob, caches it, and serves the second pull from storage', async () => {
     const data = randomBytes(3 * MiB);
     const d = upstream.addBlob(data);
     const first = await raw(blobUrl(d));
     expect(first.status).toBe(200);
     expect(first.headers['x-mirror-cache']).toBe('MISS');
-    expect(first.body.equals(data)).toBe(true);
+    expectBlob(first, data, d);
     await fillsSettled();
     const second = await raw(blobUrl(d));
     expect(second.headers['x-mirror-cache']).toBe('HIT');
     expect(second.headers['docker-content-digest']).toBe(d);
-    expect(second.body.equals(data)).toBe(true);
+    expectBlob(second, data, d);
     expect(upstream.count('GET', '/blobs/')).toBe(1);
     expect(await mirror.temporaries()).toEqual([]);
   });
@@ -108,7 +132,7 @@ async function fillsSettled(): Promise<void> {
     // The next pull tries again and, with honest bytes, succeeds.
     upstream.faults.delete(d);
     const retry = await raw(blobUrl(d));
-    expect(retry.body.equals(data)).toBe(true);
+    expectBlob(retry, data, d);
   });
 
   it('never completes a 200 for wrong bytes without a Content-Length', async () => {
@@ -128,7 +152,7 @@ async function fillsSettled(): Promise<void> {
     const results = await Promise.all(Array.from({ length: 20 }, () => raw(blobUrl(d))));
     for (const r of results) {
       expect(r.status).toBe(200);
-      expect(r.body.equals(data)).toBe(true);
+      expectBlob(r, data, d);
     }
     expect(upstream.count('GET', '/blobs/')).toBe(1);
     await fillsSettled();
@@ -146,8 +170,8 @@ async function fillsSettled(): Promise<void> {
     await waitFor(async () => upstream.count('GET', '/blobs/') === 1);
     release();
     const [a, b] = await Promise.all([early, late]);
-    expect(a.body.equals(data)).toBe(true);
-    expect(b.body.equals(data)).toBe(true);
+    expectBlob(a, data, d);
+    expectBlob(b, data, d);
     expect(b.headers['x-mirror-cache']).toBe('JOIN');
     expect(upstream.count('GET', '/blobs/')).toBe(1);
   });
@@ -159,12 +183,12 @@ async function fillsSettled(): Promise<void> {
     const stalled = raw(blobUrl(d), { pauseAfter: 1, resume: new Promise<void>((r) => (resume = r)), timeoutMs: 60_000 });
     await waitFor(() => mirror.mirror.fills.get(d) !== undefined, 5_000, 'fill start');
     const fast = await raw(blobUrl(d));
-    expect(fast.body.equals(data)).toBe(true);
+    expectBlob(fast, data, d);
     await fillsSettled();
     expect(await storedDigest(d)).toBe(d);
     resume();
     const slow = await stalled;
-    expect(slow.body.equals(data)).toBe(true);
+    expectBlob(slow, data, d);
   });
 
   it('answers ranges from storage and from a fill', async () => {
@@ -202,16 +226,35 @@ async function fillsSettled(): Promise<void> {
   });
 
   it('gives up at the fill timeout, caches nothing, and cuts the client', async () => {
-    const data = randomBytes(1 * MiB);
-    const d = upstream.addBlob(data);
-    upstream.faults.set(d, { holdAt: 512 * 1024, hold: new Promise<void>(() => {}) });
-    const started = Date.now();
-    const res = await raw(blobUrl(d));
-    expect(res.complete).toBe(false);
-    expect(Date.now() - started).toBeLessThan(4_500);
-    await fillsSettled();
-    expect(await mirror.mirror.storage.blobs.stat(d)).toBeUndefined();
-    expect(await mirror.temporaries()).toEqual([]);
+    // The fill timeout must be the first limit the held body runs into: the upstream's body
+    // timeout is made far longer than it here, and the fill's own error says which one fired
+    // (elapsed time alone cannot tell them apart on a loaded machine).
+    const short = await startTestMirror(
+      upstream.url,
+      {
+        fill: { timeout: '3s' },
+        upstreams: [{ name: 'registry.test', url: upstream.url, timeouts: { connect: '2s', headers: '5s', body: '60s' } }],
+      },
+      { withoutSpool },
+    );
+    try {
+      const started = watchFills(short);
+      const data = randomBytes(1 * MiB);
+      const d = upstream.addBlob(data);
+      upstream.faults.set(d, { holdAt: 512 * 1024, hold: new Promise<void>(() => {}) });
+      const t0 = Date.now();
+      const res = await raw(`${short.url}/v2/team/app/blobs/${d}`);
+      expect(res.status).toBe(200);
+      expect(res.complete).toBe(false);
+      expect(started.get(d)?.error?.message).toBe('blob fill timed out after 3000 ms');
+      // Cut by the mirror soon after its timeout, not by the client's own 30 s one.
+      expect(Date.now() - t0).toBeLessThan(20_000);
+      await waitFor(() => short.mirror.fills.size === 0, 15_000, 'fills to settle');
+      expect(await short.mirror.storage.blobs.stat(d)).toBeUndefined();
+      expect(await short.temporaries()).toEqual([]);
+    } finally {
+      await short.dispose();
+    }
   });
 
   it('answers UNAVAILABLE when the upstream cannot be reached', async () => {

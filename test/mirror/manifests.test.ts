@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { sha256, startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';
 import { raw } from '../helpers/http.js';
 import { startTestMirror, type TestMirror } from '../helpers/mirror.js';
@@ -12,16 +12,22 @@ let mirror: TestMirror;
 
 beforeEach(async () => {
   upstream = await startFakeUpstream();
+  // Tags age on a clock of the test's own (only Date is faked, before the mirror takes its
+  // clock; I/O keeps real timers): on real time, a loaded machine let a tag expire between
+  // two requests meant to fall within its 200 ms.
+  vi.useFakeTimers({ toFake: ['Date'] });
   mirror = await startTestMirror(upstream.url, { cache: { tagTtl: '200ms' } });
 });
 afterEach(async () => {
+  vi.useRealTimers();
   await mirror.dispose();
   await upstream.close();
 });
 
 const manifestUrl = (ref: string, name = 'team/app') => `${mirror.url}/v2/${name}/manifests/${ref}`;
 const errorCode = (body: Buffer) => (JSON.parse(body.toString()) as { errors: Array<{ code: string }> }).errors[0]!.code;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Lets `ms` pass on the mirror's clock. */
+const later = (ms: number) => vi.advanceTimersByTime(ms);
 
 function image(n = 1) {
   // Key order and spacing as an upstream wrote them: the mirror must keep the exact bytes.
@@ -67,7 +73,7 @@ describe('manifest cache', () => {
     expect(hit.headers['x-mirror-cache']).toBe('HIT');
     const byDigest = await raw(manifestUrl(d));
     expect(byDigest.headers['x-mirror-cache']).toBe('HIT');
-    await sleep(250);
+    later(250);
     const revalidated = await raw(manifestUrl('1.0'));
     expect(revalidated.headers['x-mirror-cache']).toBe('REVALIDATED');
     expect(upstream.count('HEAD', '/manifests/1.0')).toBe(2);
@@ -78,7 +84,7 @@ describe('manifest cache', () => {
     upstream.addManifest('team/app', 'latest', image(1));
     await raw(manifestUrl('latest'));
     const moved = upstream.addManifest('team/app', 'latest', image(2));
-    await sleep(250);
+    later(250);
     const res = await raw(manifestUrl('latest'));
     expect(res.headers['docker-content-digest']).toBe(moved);
     expect(res.body.equals(image(2))).toBe(true);
@@ -88,7 +94,7 @@ describe('manifest cache', () => {
   it('serves a cached tag stale when the upstream is down or failing, and says so', async () => {
     const d = upstream.addManifest('team/app', '1.0', image());
     await raw(manifestUrl('1.0'));
-    await sleep(250);
+    later(250);
     upstream.failWith = 503;
     const failing = await raw(manifestUrl('1.0'));
     expect(failing.status).toBe(200);
@@ -107,7 +113,7 @@ describe('manifest cache', () => {
     upstream.addManifest('team/app', '1.0', image());
     await raw(manifestUrl('1.0'));
     upstream.manifests.delete('team/app:1.0');
-    await sleep(250);
+    later(250);
     const gone = await raw(manifestUrl('1.0'));
     expect(gone.status).toBe(404);
     expect(errorCode(gone.body)).toBe('MANIFEST_UNKNOWN');

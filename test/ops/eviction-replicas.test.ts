@@ -16,7 +16,7 @@ import { manifestKey } from '../../src/manifests/keys.js';
 import { digestOf } from '../../src/digest.js';
 import { MirrorEvents, type CacheEvent, type EvictionEvent } from '../../src/events/index.js';
 import { createEviction, leasedTurns, type Eviction, type EvictionOptions } from '../../src/eviction/index.js';
-import type { FillLease } from '../../src/fill/index.js';
+import type { Fill, FillLease } from '../../src/fill/index.js';
 import { redisFillLease } from '../../src/replication/redis-lease.js';
 import type { Storage } from '../../src/storage.js';
 import { REDIS_INSTALL_HINT, startRedis, type RunningRedis } from '../helpers/redis.js';
@@ -68,13 +68,14 @@ describe.skipIf(!requireTool('redis-server', REDIS_INSTALL_HINT))('eviction acro
   };
 
   /** A replica's evictor over the shared store; passes run only when the test asks. */
-  async function replica(name: string, limits: Pick<EvictionOptions, 'maxBytes' | 'ttl'>): Promise<Replica> {
+  async function replica(name: string, limits: Pick<EvictionOptions, 'maxBytes' | 'ttl'>, filling = new Set<string>()): Promise<Replica> {
     const events = new MirrorEvents();
     const l = lease(`http://${name}:5000`);
     const eviction = createEviction({
       storage,
       events,
-      fills: { get: () => undefined },
+      // Only whether a digest has a fill in flight matters to eviction.
+      fills: { get: (digest) => (filling.has(digest) ? ({} as Fill) : undefined) },
       ...limits,
       interval: 2 ** 31 - 1,
       flushInterval: 2 ** 31 - 1,
@@ -201,6 +202,34 @@ describe.skipIf(!requireTool('redis-server', REDIS_INSTALL_HINT))('eviction acro
     await b.eviction.flush();
     expect(await a.eviction.run()).toMatchObject({ evicted: 1 });
     expect(await stored(s)).toBe(false);
+  });
+
+  it('shares the access time of a pull whose fill outlasted a flush', async () => {
+    const filling = new Set<string>();
+    const a = await replica('a', { maxBytes: 1000 }, filling);
+    const b = await replica('b', { maxBytes: 1000 });
+    // x is pulled through a: the miss is at this time, and the fill runs past a flush.
+    const bytes = randomBytes(1000);
+    const x = digestOf(bytes);
+    const miss: CacheEvent = { kind: 'blob', result: 'MISS', upstream: 'registry.test', repository: 'team/app', digest: x, method: 'GET' };
+    filling.add(x);
+    a.events.emit('cache', miss);
+    await a.eviction.flush();
+    await storage.blobs.put(x, Readable.from([bytes]), { size: 1000 });
+    filling.delete(x);
+    a.events.emit('fill:end', { digest: x, outcome: 'committed', bytes: 1000, source: 'upstream', durationMs: 1 });
+    a.events.emit('served', { ...miss, status: 200, bytes: 1000, complete: true, durationMs: 1 });
+    clock += 1;
+    const y = await cache(b);
+    clock += 1;
+    await a.eviction.flush();
+    await b.eviction.flush();
+    clock += HOUR;
+    // b learns of x only now, from the store: without a's record it would count x as new, and
+    // remove y, the one used last.
+    expect(await b.eviction.run()).toMatchObject({ evicted: 1 });
+    expect(await stored(x)).toBe(false);
+    expect(await stored(y)).toBe(true);
   });
 
   it('keeps a blob that a manifest cached on another replica refers to', async () => {

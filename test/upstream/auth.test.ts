@@ -264,7 +264,9 @@ describe('token server failures', () => {
     const srv = await stallingTokenServer();
     const u = createUpstream({ name: 'closing', url: srv.origin, timeouts: { headers: 30_000 } });
     const pending = rejection(get(u, 'r', '/v2/r/manifests/x'));
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // Not a sleep: a close() that comes before the exchange has begun fails the exchange
+    // differently ("connection closed", the pool being closed), which is not what this tests.
+    await srv.tokenRequested;
     const started = Date.now();
     await u.close();
     expect((await pending) as Error).toMatchObject({ code: 'UNAVAILABLE', message: 'upstream closing token server 127.0.0.1 unreachable: aborted' });

@@ -70,12 +70,20 @@ export async function text(body: AsyncIterable<unknown>): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+export interface StallingTokenServer extends TestServer {
+  /** Resolves once a token request has arrived: from then on an exchange is under way. */
+  tokenRequested: Promise<void>;
+}
+
 /** A registry that challenges every request with a Bearer realm on itself whose `/token` never answers. */
-export function stallingTokenServer(): Promise<TestServer> {
-  return startServer((req, res, url) => {
-    if (url.pathname === '/token') return;
+export async function stallingTokenServer(): Promise<StallingTokenServer> {
+  let requested!: () => void;
+  const tokenRequested = new Promise<void>((resolve) => (requested = resolve));
+  const srv = await startServer((req, res, url) => {
+    if (url.pathname === '/token') return requested();
     json(res, 401, {}, { 'www-authenticate': `Bearer realm="http://127.0.0.1:${req.socket.localPort ?? 0}/token"` });
   });
+  return { ...srv, tokenRequested };
 }
 
 /** The rejection of a promise that must reject. */

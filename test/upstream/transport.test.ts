@@ -126,7 +126,8 @@ describe('failures to get an answer', () => {
     const srv = await stallingTokenServer();
     const reason = new Error('gone');
     const controller = new AbortController();
-    setTimeout(() => controller.abort(reason), 100);
+    // Once the exchange is under way, not after a fixed delay that a slow machine may not reach it in.
+    void srv.tokenRequested.then(() => controller.abort(reason));
     const u = upstream({ url: srv.origin, timeouts: { headers: 2_000 } });
     const err = await rejection(u.request({ method: 'GET', repository: 'r', path: '/v2/r/manifests/x', signal: controller.signal }));
     expect(err).toBe(reason);
