@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { FillEndEvent } from '../../src/events/index.js';
 import type { Fill } from '../../src/fill/index.js';
-import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';
-import { expectWhole, raw, waitFor, type RawResponse } from '../helpers/http.js';
-import { parseMetrics, total } from '../helpers/metrics.js';
-import { startTestMirror, type TestMirror } from '../helpers/mirror.js';
+import { startFakeUpstream, type FakeUpstream } from '../../test/helpers/fake-upstream.js';
+import { expectWhole, raw, waitFor, type RawResponse } from '../../test/helpers/http.js';
+import { parseMetrics, total } from '../../test/helpers/metrics.js';
+import { startTestMirror, type TestMirror } from '../../test/helpers/mirror.js';
 
 const MiB = 1024 * 1024;
 let upstream: FakeUpstream;

@@ -10,9 +10,9 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createRouting } from '../../src/upstream/routing.js';
 import type { MirrorConfigInput } from '../../src/config.js';
 import type { Upstream } from '../../src/upstream/types.js';
-import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';
-import { raw } from '../helpers/http.js';
-import { startTestMirror, type TestMirror } from '../helpers/mirror.js';
+import { startFakeUpstream, type FakeUpstream } from '../../test/helpers/fake-upstream.js';
+import { raw } from '../../test/helpers/http.js';
+import { startTestMirror, type TestMirror } from '../../test/helpers/mirror.js';
 
 const OCI = 'application/vnd.oci.image.manifest.v1+json';
 // What containerd sends to a mirror: the upstream host in ns, and its manifest Accept list.

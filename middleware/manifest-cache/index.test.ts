@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { sha256, startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';
-import { raw } from '../helpers/http.js';
-import { startTestMirror, type TestMirror } from '../helpers/mirror.js';
+import { sha256, startFakeUpstream, type FakeUpstream } from '../../test/helpers/fake-upstream.js';
+import { raw } from '../../test/helpers/http.js';
+import { startTestMirror, type TestMirror } from '../../test/helpers/mirror.js';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
@@ -157,7 +157,7 @@ describe('manifest cache', () => {
   });
 
   it('keeps tags of the same name apart per upstream key', async () => {
-    const { tagKey } = await import('../../middleware/manifest-cache/index.js');
+    const { tagKey } = await import('./index.js');
     const a = { upstream: { name: 'docker.io' }, repository: 'library/nginx' } as never;
     const b = { upstream: { name: 'ghcr.io' }, repository: 'library/nginx' } as never;
     expect(tagKey(a, 'latest')).not.toBe(tagKey(b, 'latest'));
