@@ -95,7 +95,7 @@ describe('createFillLimits', () => {
   });
 });
 
-// Both commit paths, as in test/mirror/blobs.test.ts: the fs store adopting the spool, and a
+// Both commit paths, as in middleware/blob-cache/index.test.ts: the fs store adopting the spool, and a
 // store without local files (S3, Keyv) that spools into `spoolDir` and takes the bytes by put().
 describe.each([
   ['spool adopt', false],
