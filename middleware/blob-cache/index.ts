@@ -81,11 +81,11 @@ export const blobCache = ({ blobs, fills, links, events, redirect }: BlobCacheOp
       // Another request may have started the fill while we looked in storage.
       const started = fills.get(digest.value);
       fill = started ?? fills.acquire(digest, upstreamBlob(target, digest, links));
-      ctx.set('X-Mirror-Cache', started ? 'JOIN' : 'MISS');
       if (started) await confirm();
+      ctx.set('X-Mirror-Cache', started ? 'JOIN' : 'MISS');
     } else {
-      ctx.set('X-Mirror-Cache', 'JOIN');
       await confirm();
+      ctx.set('X-Mirror-Cache', 'JOIN');
     }
     reportCache(ctx, events, { kind: 'blob', result: ctx.response.get('X-Mirror-Cache') as CacheResult, target, digest: digest.value });
 
