@@ -42,6 +42,8 @@ describe('config', () => {
   });
 
   it.each([
+    [{ trustedProxies: ['10.0.0.0/33'] }, 'trustedProxies[0]: must be an IP address or a CIDR range'],
+    [{ trustedProxies: ['proxy.internal'] }, 'trustedProxies[0]: must be an IP address or a CIDR range'],
     [{ upstreams: [{ name: 'x.io', url: 'https://a', urls: ['https://b'] }] }, 'upstreams[0].url: give either url or urls'],
     [{ upstreams: [{ name: 'x.io' }] }, 'upstreams[0].url: give either url or urls'],
     [{ upstreams: [{ name: 'x.io', url: 'https://a/v2/' }] }, 'upstreams[0].url: must be an http:// or https:// origin'],

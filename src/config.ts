@@ -4,6 +4,7 @@
  * as the schema grows, so every new key gets a default.
  */
 import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import { duration } from './duration.js';
@@ -191,6 +192,11 @@ export const configSchema = z
       .prefault({}),
     /** How long SIGTERM waits for fills in flight before exiting. */
     shutdownGrace: duration.prefault('30s'),
+    /**
+     * Proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client in access lines;
+     * from anyone else the header is ignored. None by default.
+     */
+    trustedProxies: z.array(z.string().refine(isAddressOrRange, { message: 'must be an IP address or a CIDR range' })).default([]),
     /** Replicas over shared storage: one upstream fetch per blob between them (see README, "Replicas"). Off when absent. */
     replication: replicationSchema.optional(),
     /** The status page at /_mirror/: hit ratio and bytes over time, upstream health, fills in flight, largest and most pulled repositories. */
@@ -288,4 +294,13 @@ function formatPath(path: ReadonlyArray<PropertyKey>): string {
   return path
     .map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`))
     .join('');
+}
+
+function isAddressOrRange(value: string): boolean {
+  const [address, bits, extra] = value.split('/');
+  const family = isIP(address ?? '');
+  if (family === 0 || extra !== undefined) return false;
+  if (bits === undefined) return true;
+  const n = Number(bits);
+  return /^\d+$/.test(bits) && n <= (family === 4 ? 32 : 128);
 }

@@ -166,7 +166,9 @@ function appFor(mirror: Mirror, config: MirrorConfig, logger: Logger, adminToken
     if (err.code && CLIENT_GONE.has(err.code)) return;
     (ctx ? requestLog(ctx, logger) : logger).error({ err }, 'response failed');
   });
-  app.use(requestLogger({ logger, routine: (ctx) => ROUTINE.has(ctx.path) || ctx.path.startsWith('/_mirror/assets/') }));
+  app.use(
+    requestLogger({ logger, trustedProxies: config.trustedProxies, routine: (ctx) => ROUTINE.has(ctx.path) || ctx.path.startsWith('/_mirror/assets/') }),
+  );
   const router = new Router();
   router.get('/healthz', (ctx) => {
     ctx.body = { status: 'ok' };

@@ -5,6 +5,7 @@
 import type { Context, Middleware, ParameterizedContext } from 'koa';
 import type { Logger } from 'pino';
 import { onResponseEnd } from '../shared/response-end.js';
+import { clientAddress } from '../../src/logging/client-address.js';
 import { requestIdFrom } from '../../src/logging/request-id.js';
 import '../shared/state.js';
 
@@ -27,15 +28,23 @@ export interface RequestLoggerOptions {
    * at `info`. A failing one is logged at `info` like any other.
    */
   routine?: (ctx: Context) => boolean;
+  /** Proxies whose X-Forwarded-For names the client (see `clientAddress`); none by default. */
+  trustedProxies?: readonly string[];
 }
 
-export const requestLogger = ({ logger, header = 'X-Request-Id', routine }: RequestLoggerOptions): Middleware =>
-  async function requestLogger(ctx, next) {
+/** Long enough for any real client's name and version, short enough that a header cannot flood the log. */
+const MAX_USER_AGENT = 256;
+
+export const requestLogger = ({ logger, header = 'X-Request-Id', routine, trustedProxies = [] }: RequestLoggerOptions): Middleware => {
+  const addressOf = clientAddress(trustedProxies);
+  return async function requestLogger(ctx, next) {
     const reqId = requestIdFrom(ctx.get(header) || undefined);
     ctx.state.reqId = reqId;
     ctx.state.log = logger.child({ reqId });
     ctx.set(header, reqId);
     onResponseEnd(ctx, (end) => {
+      // Who pulled what: the client, the name it proved (never a secret), what it said it is, and the digest served.
+      const client = ctx.state.client;
       const line = {
         method: ctx.method,
         // The path only: a query may carry anything a client put there.
@@ -44,7 +53,11 @@ export const requestLogger = ({ logger, header = 'X-Request-Id', routine }: Requ
         bytes: end.bytes,
         durationMs: Math.round(end.durationMs),
         cache: ctx.response.get('X-Mirror-Cache') || undefined,
+        digest: end.status < 400 ? ctx.response.get('Docker-Content-Digest') || undefined : undefined,
         aborted: end.complete ? undefined : true,
+        client: addressOf(ctx.req.socket?.remoteAddress, ctx.get('X-Forwarded-For') || undefined),
+        user: client?.name ?? client?.basic?.username,
+        userAgent: ctx.get('User-Agent').slice(0, MAX_USER_AGENT) || undefined,
       };
       const log = requestLog(ctx, logger);
       if (end.status < 400 && routine?.(ctx)) log.debug(line, 'request');
@@ -52,6 +65,7 @@ export const requestLogger = ({ logger, header = 'X-Request-Id', routine }: Requ
     });
     await next();
   };
+};
 
 /** Loggers that already carry upstream and repository, so that they are bound once per request. */
 const targeted = new WeakSet<Logger>();

@@ -57,6 +57,41 @@ afterEach(async () => {
 });
 
 describe('logs', () => {
+  it('say who pulled what: client address (X-Forwarded-For from trusted proxies only), user, User-Agent, digest and bytes', async () => {
+    const lines = capture();
+    const audited = await startServer(
+      parseConfig({
+        listen: '127.0.0.1:0',
+        storage: { type: 'fs', path: join(dataDir, 'audited'), fsync: false },
+        upstreams: [{ name: 'registry.test', url: upstream.url }],
+        auth: { tokens: [{ name: 'ci-bot', token: BEARER }] },
+        trustedProxies: ['127.0.0.0/8'],
+      }),
+      { logger: createLogger({ level: 'info', destination: lines.stream }) },
+    );
+    try {
+      const data = randomBytes(5_000);
+      const d = upstream.addBlob(data);
+      const headers = { Authorization: `Bearer ${BEARER}`, 'User-Agent': 'containerd/1.7.24', 'X-Forwarded-For': '203.0.113.9' };
+      expect((await raw(`${audited.url}/v2/team/app/blobs/${d}`, { headers })).status).toBe(200);
+      // From this server itself, not a trusted proxy: the header is the client's word, and ignored.
+      expect((await raw(`${server.url}/v2/team/app/blobs/${d}`, { headers: { 'X-Forwarded-For': '203.0.113.9' } })).status).toBe(200);
+      await waitFor(() => lines.lines().some((l) => l.msg === 'request') && log.lines().some((l) => l.msg === 'request' && l.path !== '/v2/'));
+      expect(lines.lines().find((l) => l.msg === 'request')).toMatchObject({
+        client: '203.0.113.9',
+        user: 'ci-bot',
+        userAgent: 'containerd/1.7.24',
+        digest: d,
+        bytes: data.length,
+        status: 200,
+      });
+      expect(log.lines().find((l) => l.msg === 'request')).toMatchObject({ client: '127.0.0.1', digest: d });
+      expect(lines.text.join('')).not.toContain(BEARER);
+    } finally {
+      await audited.close(1000);
+    }
+  });
+
   it('never writes a credential, from the config or from a request, in any line', async () => {
     const auth = { Authorization: `Bearer ${BEARER}` };
     const d = upstream.addBlob(randomBytes(10_000));
