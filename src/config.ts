@@ -12,6 +12,7 @@ import { byteSize } from './eviction/size.js';
 import { FILL_LIMITS_DEFAULTS } from './fill/limits.js';
 import { storageSchema } from './storage-config.js';
 import { replicationSchema } from './replication/config.js';
+import { upstreamProxy } from './upstream/egress-config.js';
 
 const listen = z.string().refine((v) => parseListen(v) !== undefined, {
   message: 'must be "host:port" or ":port" with a port from 0 to 65535',
@@ -73,6 +74,8 @@ const upstreamSchema = z
       .strict()
       .prefault({}),
     connections: z.number().int().positive().optional(),
+    /** A forward proxy (`http://proxy:3128`), or `none`; absent: HTTPS_PROXY / HTTP_PROXY / NO_PROXY decide. */
+    proxy: upstreamProxy.optional(),
   })
   .strict()
   .refine((u) => (u.url === undefined) !== (u.urls === undefined), {

@@ -87,6 +87,7 @@ export function createUpstreams(config: MirrorConfig['upstreams']): FailoverUpst
       token: readSecret({ value: u.token, file: u.tokenFile, env: u.tokenEnv }, `upstreams[${u.name}].token`),
       timeouts: u.timeouts,
       connections: u.connections,
+      proxy: u.proxy,
       health: u.health,
     }),
   );

@@ -26,6 +26,11 @@ export interface UpstreamOptions {
   timeouts?: UpstreamTimeouts;
   /** Connections per origin. */
   connections?: number;
+  /**
+   * A forward proxy for this upstream's connections (`http://proxy:3128`), `none` for direct ones,
+   * or undefined: `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY` from the environment decide.
+   */
+  proxy?: string;
   /** Injected for tests; the upstream creates its own pools otherwise. */
   dispatcher?: Dispatcher;
 }
