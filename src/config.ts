@@ -12,7 +12,7 @@ import { byteSize } from './eviction/size.js';
 import { FILL_LIMITS_DEFAULTS } from './fill/limits.js';
 import { storageSchema } from './storage-config.js';
 import { replicationSchema } from './replication/config.js';
-import { upstreamProxy } from './upstream/egress-config.js';
+import { upstreamProxy, upstreamTls } from './upstream/egress-config.js';
 
 const listen = z.string().refine((v) => parseListen(v) !== undefined, {
   message: 'must be "host:port" or ":port" with a port from 0 to 65535',
@@ -76,6 +76,8 @@ const upstreamSchema = z
     connections: z.number().int().positive().optional(),
     /** A forward proxy (`http://proxy:3128`), or `none`; absent: HTTPS_PROXY / HTTP_PROXY / NO_PROXY decide. */
     proxy: upstreamProxy.optional(),
+    /** CA, client certificate, SNI name for the upstream's own host (see README, "Proxies and TLS"). */
+    tls: upstreamTls.optional(),
   })
   .strict()
   .refine((u) => (u.url === undefined) !== (u.urls === undefined), {

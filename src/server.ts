@@ -96,6 +96,10 @@ export async function startServer(config: MirrorConfig, options: ServerOptions =
   const { enabled, token, tokenFile, tokenEnv } = config.admin;
   const adminToken = enabled ? readSecret({ value: token, file: tokenFile, env: tokenEnv }, 'admin.token') : undefined;
   const mirror = await loggedMirror(config, options, logger);
+  for (const u of config.upstreams) {
+    // Said at every start, so that a lab setting left in production does not go unnoticed.
+    if (u.tls?.insecureSkipVerify) logger.warn({ upstream: u.name }, 'upstream TLS certificates are not verified (tls.insecureSkipVerify)');
+  }
   const { app, metrics, status } = appFor(mirror, config, logger, adminToken);
 
   const server = createServer({ highWaterMark: RESPONSE_BUFFER }, app.callback());

@@ -36,7 +36,7 @@ export function createUpstream(options: UpstreamOptions): Upstream {
   const injected = options.dispatcher;
   const { own: pool, other: elsewhere } = injected
     ? { own: injected, other: injected }
-    : createEgress({ origin: base.origin, proxy: options.proxy, connections: options.connections ?? null, timeouts });
+    : createEgress({ origin: base.origin, proxy: options.proxy, tls: options.tls, connections: options.connections ?? null, timeouts });
   const dispatcherFor = (o: string): Dispatcher => (o === base.origin ? pool : elsewhere);
   const transport: Transport = { name, origin: base.origin, prefix: base.pathname.replace(/\/+$/, ''), timeouts, dispatcherFor };
 
