@@ -13,6 +13,7 @@ import { FILL_LIMITS_DEFAULTS } from './fill/limits.js';
 import { storageSchema } from './storage-config.js';
 import { replicationSchema } from './replication/config.js';
 import { upstreamProxy, upstreamTls } from './upstream/egress-config.js';
+import { listenerTls } from './listener/config.js';
 
 const listen = z.string().refine((v) => parseListen(v) !== undefined, {
   message: 'must be "host:port" or ":port" with a port from 0 to 65535',
@@ -140,6 +141,8 @@ const fallbackGroupSchema = z
 export const configSchema = z
   .object({
     listen: listen.prefault('127.0.0.1:5000'),
+    /** HTTPS on `listen`, the files reloaded when they change (see README, "Proxies and TLS"). Plain HTTP when absent. */
+    tls: listenerTls.optional(),
     storage: storageSchema.prefault({ type: 'fs', path: './data' }),
     upstreams: z
       .array(upstreamSchema)
