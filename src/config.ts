@@ -13,6 +13,8 @@ import { byteSize } from './eviction/size.js';
 import { FILL_LIMITS_DEFAULTS } from './fill/limits.js';
 import { storageSchema } from './storage-config.js';
 import { replicationSchema } from './replication/config.js';
+import { upstreamProxy, upstreamTls } from './upstream/egress-config.js';
+import { listenerTls } from './listener/config.js';
 
 const listen = z.string().refine((v) => parseListen(v) !== undefined, {
   message: 'must be "host:port" or ":port" with a port from 0 to 65535',
@@ -74,6 +76,10 @@ const upstreamSchema = z
       .strict()
       .prefault({}),
     connections: z.number().int().positive().optional(),
+    /** A forward proxy (`http://proxy:3128`), or `none`; absent: HTTPS_PROXY / HTTP_PROXY / NO_PROXY decide. */
+    proxy: upstreamProxy.optional(),
+    /** CA, client certificate, SNI name for the upstream's own host (see README, "Proxies and TLS"). */
+    tls: upstreamTls.optional(),
   })
   .strict()
   .refine((u) => (u.url === undefined) !== (u.urls === undefined), {
@@ -136,6 +142,8 @@ const fallbackGroupSchema = z
 export const configSchema = z
   .object({
     listen: listen.prefault('127.0.0.1:5000'),
+    /** HTTPS on `listen`, the files reloaded when they change (see README, "Proxies and TLS"). Plain HTTP when absent. */
+    tls: listenerTls.optional(),
     storage: storageSchema.prefault({ type: 'fs', path: './data' }),
     upstreams: z
       .array(upstreamSchema)

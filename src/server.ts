@@ -4,7 +4,8 @@
  * closes what is left.
  */
 import { once } from 'node:events';
-import { createServer, STATUS_CODES, type Server } from 'node:http';
+import { STATUS_CODES, type Server } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import Router from '@koa/router';
@@ -19,6 +20,7 @@ import { metricsEndpoint } from '../middleware/metrics-endpoint/index.js';
 import { requireClient } from '../middleware/mirror-auth/index.js';
 import { statusPage } from '../middleware/status-page/index.js';
 import { createReadiness } from './health/index.js';
+import { createListener } from './listener/index.js';
 import { createLogger } from './logging/index.js';
 import { createMetrics, type Metrics } from './metrics/index.js';
 import { createMirror, type Mirror, type MirrorOptions } from '../middleware/mirror/index.js';
@@ -34,7 +36,8 @@ export interface MirrorServer {
   /** `host:port`, the form image references use. */
   readonly host: string;
   readonly port: number;
-  readonly server: Server;
+  /** An `https.Server` with `tls` in the config. */
+  readonly server: Server | HttpsServer;
   readonly mirror: Mirror;
   /** Served at `/metrics`. */
   readonly metrics: Metrics;
@@ -95,10 +98,20 @@ export async function startServer(config: MirrorConfig, options: ServerOptions =
   logger.debug({ config }, 'config');
   const { enabled, token, tokenFile, tokenEnv } = config.admin;
   const adminToken = enabled ? readSecret({ value: token, file: tokenFile, env: tokenEnv }, 'admin.token') : undefined;
-  const mirror = await loggedMirror(config, options, logger);
+  // Before the mirror: a certificate that cannot be read stops the start before anything runs.
+  const listener = createListener(config.tls, { highWaterMark: RESPONSE_BUFFER, logger });
+  const mirror = await loggedMirror(config, options, logger).catch((err: unknown) => {
+    listener.close();
+    throw err;
+  });
+  for (const u of config.upstreams) {
+    // Said at every start, so that a lab setting left in production does not go unnoticed.
+    if (u.tls?.insecureSkipVerify) logger.warn({ upstream: u.name }, 'upstream TLS certificates are not verified (tls.insecureSkipVerify)');
+  }
   const { app, metrics, status } = appFor(mirror, config, logger, adminToken);
 
-  const server = createServer({ highWaterMark: RESPONSE_BUFFER }, app.callback());
+  const { server } = listener;
+  server.on('request', app.callback());
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     // Only the code: the error carries the raw request bytes, credentials and all.
     logger.debug({ code: err.code }, 'request refused by the HTTP parser');
@@ -115,7 +128,7 @@ export async function startServer(config: MirrorConfig, options: ServerOptions =
 
   let closing: Promise<void> | undefined;
   return {
-    url: `http://${hostPort}`,
+    url: `${listener.scheme}://${hostPort}`,
     host: hostPort,
     port: address.port,
     server,
@@ -125,6 +138,7 @@ export async function startServer(config: MirrorConfig, options: ServerOptions =
     app,
     close(graceMs = config.shutdownGrace) {
       closing ??= (async () => {
+        listener.close();
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
         await mirror.close(graceMs);

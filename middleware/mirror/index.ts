@@ -29,6 +29,7 @@ import { FILLS_PATH, replicationFromConfig } from '../../src/replication/index.j
 import type { Storage } from '../../src/storage.js';
 import { blobRedirect, createStorage } from '../../src/storage-config.js';
 import { createFailoverUpstream, type FailoverUpstream } from '../../src/upstream/failover.js';
+import { readUpstreamTls } from '../../src/upstream/trust.js';
 import type { Upstream, UpstreamCredentials } from '../../src/upstream/types.js';
 
 export interface MirrorOptions {
@@ -87,6 +88,8 @@ export function createUpstreams(config: MirrorConfig['upstreams']): FailoverUpst
       token: readSecret({ value: u.token, file: u.tokenFile, env: u.tokenEnv }, `upstreams[${u.name}].token`),
       timeouts: u.timeouts,
       connections: u.connections,
+      proxy: u.proxy,
+      tls: readUpstreamTls(u.tls, `upstreams[${u.name}].tls`),
       health: u.health,
     }),
   );

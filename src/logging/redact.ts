@@ -27,6 +27,7 @@ const CONFIG = [
   'config.upstreams[*].token',
   'config.upstreams[*].url',
   'config.upstreams[*].urls[*]',
+  'config.upstreams[*].proxy',
   'config.auth.tokens[*].token',
   'config.admin.token',
   'config.replication.secret',
@@ -49,7 +50,7 @@ export const REDACT_PATHS: readonly string[] = [
 
 export const REDACTED = '[Redacted]';
 
-const URL_KEYS = new Set(['url', 'urls', 'endpoint']);
+const URL_KEYS = new Set(['url', 'urls', 'endpoint', 'proxy']);
 
 /**
  * URLs keep everything but their credentials, so that logs still say where the mirror talks

@@ -3,11 +3,11 @@
  * redirects to (CDNs, presigned object-store URLs), authentication by the Docker Bearer handshake
  * or basic credentials, and redirects followed without ever carrying credentials off the origin.
  */
-import { Agent, Pool } from 'undici';
 import type { Dispatcher } from 'undici';
 import { OciError } from '../errors.js';
 import { UpstreamAuthorization } from './authorization.js';
 import { discard } from './body.js';
+import { createEgress } from './egress.js';
 import { shortReason } from './reason.js';
 import { createTokenSource } from './token.js';
 import type { Upstream, UpstreamCredentials, UpstreamOptions, UpstreamRequest, UpstreamResponse } from './types.js';
@@ -33,15 +33,10 @@ export function createUpstream(options: UpstreamOptions): Upstream {
   const { name, credentials } = options;
   const base = parseUpstreamUrl(options.url);
   const timeouts = { ...DEFAULT_TIMEOUTS, ...definedOnly(options.timeouts ?? {}) };
-  const dispatcherOptions = {
-    connections: options.connections ?? null,
-    connect: { timeout: timeouts.connect },
-    headersTimeout: timeouts.headers,
-    bodyTimeout: timeouts.body,
-  };
   const injected = options.dispatcher;
-  const pool: Dispatcher = injected ?? new Pool(base.origin, dispatcherOptions);
-  const elsewhere: Dispatcher = injected ?? new Agent(dispatcherOptions);
+  const { own: pool, other: elsewhere } = injected
+    ? { own: injected, other: injected }
+    : createEgress({ origin: base.origin, proxy: options.proxy, tls: options.tls, connections: options.connections ?? null, timeouts });
   const dispatcherFor = (o: string): Dispatcher => (o === base.origin ? pool : elsewhere);
   const transport: Transport = { name, origin: base.origin, prefix: base.pathname.replace(/\/+$/, ''), timeouts, dispatcherFor };
 

@@ -24,15 +24,25 @@ const REASONS: Record<string, string> = {
   HPE_INVALID_CONSTANT: 'malformed HTTP response',
 };
 
+/** The server refused the client certificate the mirror sent, or the lack of one. */
+const CLIENT_CERT_REFUSED = /^ERR_SSL_.*ALERT_(BAD_CERTIFICATE|CERTIFICATE_|UNKNOWN_CA|UNSUPPORTED_CERTIFICATE)/;
+/** The mirror could not verify the server's certificate (OpenSSL's verify codes and Node's host check). */
+const CERT_UNVERIFIED = /^(?!ERR_SSL_)(ERR_TLS_CERT_ALTNAME_INVALID|CERT_\w+|\w*SELF_SIGNED\w*|UNABLE_TO_\w+|INVALID_CA|\w+_CERT_\w*)$/;
+
 export function shortReason(err: unknown): string {
-  const code = codeOf(err);
+  let code = codeOf(err);
+  // A TLS alert kept by the connector says why the server closed (src/upstream/egress.ts).
+  const cause = code === 'UND_ERR_SOCKET' ? codeOf((err as { cause?: unknown }).cause) : undefined;
+  if (cause?.startsWith('ERR_SSL_')) code = cause;
   if (code === undefined) {
     // DOMExceptions from AbortSignal.timeout() and abort() carry numeric codes; their names say it.
     const name = (err as { name?: unknown } | null)?.name;
     return name === 'TimeoutError' ? 'timed out' : name === 'AbortError' ? 'aborted' : 'request failed';
   }
   if (code in REASONS) return REASONS[code]!;
-  if (/^(ERR_TLS_|CERT_|ERR_SSL_)|_CERT|SELF_SIGNED/.test(code)) return `TLS failure (${code})`;
+  if (CLIENT_CERT_REFUSED.test(code)) return `TLS client certificate refused or missing (${code})`;
+  if (CERT_UNVERIFIED.test(code)) return `TLS certificate verification failed (${code})`;
+  if (/^(ERR_TLS_|ERR_SSL_)/.test(code)) return `TLS failure (${code})`;
   return code.startsWith('HPE_') ? 'malformed HTTP response' : code;
 }
 

@@ -15,6 +15,19 @@ export interface UpstreamTimeouts {
   body?: number;
 }
 
+/** TLS for the upstream's own origin (its URL's host), never for other hosts it sends the mirror to. */
+export interface UpstreamTls {
+  /** PEM CA certificates, in place of the system's. */
+  ca?: string;
+  /** PEM client certificate (and chain) and its key, for upstreams that ask for one. */
+  cert?: string;
+  key?: string;
+  /** Sent as SNI and checked against the certificate instead of the URL's host. */
+  servername?: string;
+  /** Accepts any certificate. */
+  insecureSkipVerify?: boolean;
+}
+
 export interface UpstreamOptions {
   /** The registry this upstream stands for, e.g. `docker.io`. */
   name: string;
@@ -26,6 +39,12 @@ export interface UpstreamOptions {
   timeouts?: UpstreamTimeouts;
   /** Connections per origin. */
   connections?: number;
+  /**
+   * A forward proxy for this upstream's connections (`http://proxy:3128`), `none` for direct ones,
+   * or undefined: `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY` from the environment decide.
+   */
+  proxy?: string;
+  tls?: UpstreamTls;
   /** Injected for tests; the upstream creates its own pools otherwise. */
   dispatcher?: Dispatcher;
 }

@@ -2,7 +2,7 @@
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { fsStorage } from '../../adapters/fs/index.js';
 import type { Storage } from '../../src/storage.js';
 import { parseConfig, type MirrorConfigInput } from '../../src/config.js';
@@ -25,12 +25,14 @@ export interface TestMirrorOptions {
   withoutSpool?: boolean;
   /** Builds the storage over the data directory instead (to wrap, count or break it). */
   storage?: (dataDir: string) => Storage;
+  /** Instead of a silent one (or TEST_LOG_LEVEL's), to look at what the mirror logs. */
+  logger?: Logger;
 }
 
 export async function startTestMirror(
   upstreamUrl: string,
   config: Partial<MirrorConfigInput> = {},
-  { dataDir: reuse, withoutSpool = false, storage: custom }: TestMirrorOptions = {},
+  { dataDir: reuse, withoutSpool = false, storage: custom, logger }: TestMirrorOptions = {},
 ): Promise<TestMirror> {
   const dataDir = reuse ?? (await mkdtemp(join(tmpdir(), 'oci-mirror-test-')));
   let storage = custom?.(dataDir);
@@ -47,7 +49,7 @@ export async function startTestMirror(
       shutdownGrace: '2s',
       ...config,
     }),
-    { logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }), storage },
+    { logger: logger ?? pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }), storage },
   );
   return Object.assign(server, {
     dataDir,

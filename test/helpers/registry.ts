@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -32,6 +32,12 @@ export interface RegistryOptions {
   proxy?: { remoteurl: string; username?: string; password?: string };
   /** Authentication; none when absent. The registry is ready when `/v2/` answers 200 or, with auth, 401. */
   auth?: RegistryAuth;
+  /**
+   * Serve HTTPS with this certificate and key; with `clientcas`, only to clients with a
+   * certificate one of those CAs signed. Readiness is then a TCP connect (a TLS probe would
+   * need the client certificate).
+   */
+  tls?: { certificate: string; key: string; clientcas?: string[] };
   /** Anything else, deep-merged over the generated configuration. */
   config?: Record<string, unknown>;
   /** How long to wait for `/v2/` to answer; 10 s by default. */
@@ -41,7 +47,7 @@ export interface RegistryOptions {
 }
 
 export interface RunningRegistry {
-  /** `http://127.0.0.1:PORT` */
+  /** `http://127.0.0.1:PORT` (`https://` with `tls`) */
   readonly url: string;
   /** `127.0.0.1:PORT`, for image references. */
   readonly host: string;
@@ -69,7 +75,8 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Runn
   const launch = async (): Promise<void> => {
     await writeFile(configPath, stringify(registryConfig(dir, port, secret, options)));
     proc = spawnTracked(binary, ['serve', configPath], { env: cleanEnv() });
-    await waitReady(proc, `http://127.0.0.1:${port}`, readyTimeoutMs, options.auth !== undefined);
+    if (options.tls) await waitListening(proc, port, readyTimeoutMs);
+    else await waitReady(proc, `http://127.0.0.1:${port}`, readyTimeoutMs, options.auth !== undefined);
   };
 
   try {
@@ -94,7 +101,7 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Runn
     if (proc) await terminate(proc);
   };
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     host: `127.0.0.1:${port}`,
     port,
     dir,
@@ -120,7 +127,7 @@ function registryConfig(dir: string, port: number, secret: string, options: Regi
       delete: { enabled: true },
       maintenance: { uploadpurging: { enabled: false } },
     },
-    http: { addr: `127.0.0.1:${port}`, secret },
+    http: { addr: `127.0.0.1:${port}`, secret, ...(options.tls ? { tls: options.tls } : {}) },
   };
   if (options.proxy) config.proxy = { ...options.proxy };
   if (options.auth) config.auth = options.auth;
@@ -157,6 +164,24 @@ export function freePort(): Promise<number> {
       server.close(() => (port ? resolve(port) : reject(new Error('no port was assigned'))));
     });
   });
+}
+
+async function waitListening(proc: Tracked, port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const exit = proc.exit();
+    if (exit) throw new Error(`docker-registry ${describeExit(exit)} before it was ready:\n${proc.output()}`);
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1', () => {
+        socket.destroy();
+        resolve(true);
+      }).on('error', () => resolve(false));
+    });
+    if (open) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await terminate(proc);
+  throw new Error(`docker-registry on 127.0.0.1:${port} did not listen within ${timeoutMs} ms:\n${proc.output()}`);
 }
 
 async function waitReady(proc: Tracked, url: string, timeoutMs: number, auth: boolean): Promise<void> {

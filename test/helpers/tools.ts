@@ -90,19 +90,24 @@ export interface SkopeoCopyOptions {
   transport?: 'dir' | 'oci';
   /** Default 45 s, under vitest's 60 s test timeout so that the error is skopeo's. */
   timeoutMs?: number;
+  /**
+   * HTTPS, with the source's certificate verified against the CA certificates (`ca.crt`) in
+   * this directory; without it, TLS verification is off, as for a plain-HTTP mirror.
+   */
+  certDir?: string;
 }
 
 /**
- * `skopeo copy docker://SRC dir:DEST` over plain HTTP. `srcRef` is `HOST/NAME:TAG` or
- * `HOST/NAME@DIGEST`, with or without `docker://`.
+ * `skopeo copy docker://SRC dir:DEST`, over plain HTTP unless `certDir` is given. `srcRef` is
+ * `HOST/NAME:TAG` or `HOST/NAME@DIGEST`, with or without `docker://`.
  */
 export function skopeoCopy(srcRef: string, destDir: string, options: SkopeoCopyOptions = {}): Promise<CommandResult> {
-  const { all = false, creds, transport = 'dir', timeoutMs = 45_000 } = options;
+  const { all = false, creds, transport = 'dir', timeoutMs = 45_000, certDir } = options;
   const src = srcRef.startsWith('docker://') ? srcRef : `docker://${srcRef}`;
   const args = [
     '--insecure-policy',
     'copy',
-    '--src-tls-verify=false',
+    ...(certDir === undefined ? ['--src-tls-verify=false'] : ['--src-cert-dir', certDir]),
     ...(creds === undefined ? ['--src-no-creds'] : ['--src-creds', creds]),
     ...(all ? ['--all'] : []),
     src,

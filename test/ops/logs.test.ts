@@ -120,7 +120,10 @@ describe('logs', () => {
     logger.info({ upstream: { credentials: { username: 'robot', password: PASSWORD } }, token: BEARER }, 'c');
     logger.child({ headers: { authorization: BEARER } }).info('d');
     logger.info({ storage: { url: `redis://user:${PASSWORD}@cache:6379/0` } }, 'e');
+    logger.info({ config: { upstreams: [{ proxy: `http://user:${PASSWORD}@proxy:3128` }] } }, 'f');
     expect(out.text.join('')).not.toMatch(new RegExp(`${PASSWORD}|${BEARER}`));
+    const f = out.lines().find((l) => l.msg === 'f') as unknown as { config: { upstreams: Array<{ proxy: string }> } };
+    expect(f.config.upstreams[0]!.proxy).toContain('@proxy:3128');
     const e = out.lines().find((l) => l.msg === 'e') as unknown as { storage: { url: string } };
     // A URL keeps where it points.
     expect(e.storage.url).toContain('@cache:6379/0');
