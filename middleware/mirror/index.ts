@@ -220,6 +220,8 @@ export function createMirror(config: MirrorConfig, options: MirrorOptions = {}):
   });
   const relayEndpoint = replication && fillRelay({ fills, blobs: storage.blobs, secret: replication.secret });
   const links = new Links(storage.meta);
+  // Eviction and purge remove a digest's links with its content; the memory of them goes too.
+  events.on('eviction', (e) => links.removed(e.digest));
   const manifests = new ManifestCache({
     blobs: storage.blobs,
     meta: storage.meta,

@@ -63,13 +63,17 @@ describe('Links', () => {
     expect(left).toEqual([linkKey(E, route('u', 'a'))]);
   });
 
-  it('keeps a bounded memory, and what it dropped is read from the store again', async () => {
+  it('keeps a bounded memory, oldest digest first, and what it dropped is read from the store again', async () => {
     const links = new Links(meta, { remember: 2 });
-    for (const r of ['a', 'b', 'c']) await links.add(D, route('u', r));
-    await meta.delete(linkKey(D, route('u', 'a')));
-    // 'a' was dropped from memory, so the store's word counts; 'c' is still remembered.
-    expect(await links.has(D, route('u', 'a'))).toBe(false);
-    await meta.delete(linkKey(D, route('u', 'c')));
-    expect(await links.has(D, route('u', 'c'))).toBe(true);
+    const [a, b, c] = ['a', 'b', 'c'].map((x) => `sha256:${x.repeat(64)}`) as [string, string, string];
+    for (const d of [a, b, c]) await links.add(d, route('u', 'r'));
+    await meta.delete(linkKey(a, route('u', 'r')));
+    // a was dropped from memory, so the store's word counts; c is still remembered.
+    expect(await links.has(a, route('u', 'r'))).toBe(false);
+    await meta.delete(linkKey(c, route('u', 'r')));
+    expect(await links.has(c, route('u', 'r'))).toBe(true);
+    // What eviction removed is forgotten at once.
+    links.removed(c);
+    expect(await links.has(c, route('u', 'r'))).toBe(false);
   });
 });

@@ -32,8 +32,9 @@ export class Links {
   private readonly meta: MetadataStore;
   private readonly remember: number;
   private readonly now: () => number;
-  /** Keys known to be stored; dropped in insertion order past `remember`. */
-  private readonly known = new Set<string>();
+  /** Links known to be stored, by digest; the oldest digests are dropped past `remember` links. */
+  private readonly known = new Map<string, Set<string>>();
+  private knownCount = 0;
   /** Concurrent confirmations of one link share one upstream question. */
   private readonly pending = new Map<string, Promise<void>>();
 
@@ -44,19 +45,17 @@ export class Links {
   }
 
   async has(digest: string, route: LinkedRoute): Promise<boolean> {
-    const key = linkKey(digest, route);
-    if (this.known.has(key)) return true;
-    if ((await this.meta.get(key)) === undefined) return false;
-    this.keep(key);
+    if (this.remembers(digest, route)) return true;
+    if ((await this.meta.get(linkKey(digest, route))) === undefined) return false;
+    this.keep(digest, route);
     return true;
   }
 
   /** Records that `route`'s upstream has `digest`. */
   async add(digest: string, route: LinkedRoute): Promise<void> {
-    const key = linkKey(digest, route);
-    if (this.known.has(key)) return;
-    await this.meta.set(key, { at: this.now() });
-    this.keep(key);
+    if (this.remembers(digest, route)) return;
+    await this.meta.set(linkKey(digest, route), { at: this.now() });
+    this.keep(digest, route);
   }
 
   /**
@@ -79,20 +78,38 @@ export class Links {
 
   /** Removes every link of `digest`, with the digest's content; resolves to how many there were. */
   async forget(digest: string): Promise<number> {
-    return forgetLinks(this.meta, digest, (key) => this.known.delete(key));
+    this.removed(digest);
+    return forgetLinks(this.meta, digest);
   }
 
-  private keep(key: string): void {
-    this.known.add(key);
-    if (this.known.size > this.remember) this.known.delete(this.known.values().next().value!);
+  /** The digest's content and links were removed from the store (eviction, purge): forget what memory holds of them. */
+  removed(digest: string): void {
+    this.knownCount -= this.known.get(digest)?.size ?? 0;
+    this.known.delete(digest);
+  }
+
+  private remembers(digest: string, route: LinkedRoute): boolean {
+    return this.known.get(digest)?.has(routeKey(route)) === true;
+  }
+
+  private keep(digest: string, route: LinkedRoute): void {
+    let routes = this.known.get(digest);
+    if (!routes) this.known.set(digest, (routes = new Set()));
+    const key = routeKey(route);
+    if (routes.has(key)) return;
+    routes.add(key);
+    this.knownCount++;
+    // A Map iterates in insertion order: the digest remembered first goes first.
+    while (this.knownCount > this.remember && this.known.size > 1) this.removed(this.known.keys().next().value!);
   }
 }
 
-/** For tools that share the store without a running mirror's memory (purge, gc, eviction). */
-export async function forgetLinks(meta: MetadataStore, digest: string, onForget?: (key: string) => void): Promise<number> {
+const routeKey = (route: LinkedRoute) => `${route.upstream.name}/${route.repository}`;
+
+/** For what removes content from the store (eviction, purge): a running mirror's memory learns of it through `removed`. */
+export async function forgetLinks(meta: MetadataStore, digest: string): Promise<number> {
   let removed = 0;
   for await (const [key] of meta.list(`${LINK_PREFIX}${digest}/`)) {
-    onForget?.(key);
     if (await meta.delete(key)) removed++;
   }
   return removed;

@@ -179,12 +179,19 @@ describe('a cached manifest', () => {
     expect(other.count('GET', '/manifests/')).toBe(0);
   });
 
-  it('purged takes its links with it', async () => {
-    const { digest } = await cachedManifest();
+  it('purged takes its links with it, from the store and from memory', async () => {
+    const { body, digest } = await cachedManifest();
     expect(await links(mirror, digest)).toHaveLength(1);
     const m = mirror.mirror;
     await purge({ storage: m.storage, events: m.events, routing: m.routing, maxManifestBytes: m.config.cache.maxManifestBytes }, 'team/app:v1');
     expect(await links(mirror, digest)).toEqual([]);
+
+    // Cached again through another route: the first route must ask its upstream again.
+    other.addManifest('mirror/copy', undefined, body);
+    expect((await raw(`${mirror.url}/v2/other.test/mirror/copy/manifests/${digest}`, { headers: { Accept: OCI_MANIFEST } })).status).toBe(200);
+    const heads = open.count('HEAD', '/manifests/');
+    expect((await raw(`${mirror.url}/v2/team/app/manifests/${digest}`, { headers: { Accept: OCI_MANIFEST } })).status).toBe(200);
+    expect(open.count('HEAD', '/manifests/')).toBe(heads + 1);
   });
 });
 
