@@ -275,13 +275,18 @@ export async function loadConfigFile(path: string): Promise<MirrorConfig> {
   return parseConfig(data, path);
 }
 
-export function parseListen(value: string): { host: string; port: number } | undefined {
+/**
+ * `host:port`, `[ipv6]:port`, or `:port` for every interface, which has no `host`: Node then
+ * listens on IPv6 and IPv4 at once where the machine has IPv6, and on IPv4 where it has not
+ * (see startServer). An explicit `0.0.0.0` or `[::1]` keeps meaning just that.
+ */
+export function parseListen(value: string): { host?: string; port: number } | undefined {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value);
   if (!m) return undefined;
   const port = Number(m[3]);
   if (port > 65535) return undefined;
   const host = m[1] ?? m[2] ?? '';
-  return { host: host === '' ? '0.0.0.0' : host, port };
+  return host === '' ? { port } : { host, port };
 }
 
 function formatPath(path: ReadonlyArray<PropertyKey>): string {

@@ -107,7 +107,9 @@ export async function startServer(config: MirrorConfig, options: ServerOptions =
   // Large layers over slow links: never cut a response for taking long.
   server.requestTimeout = 0;
   const { host, port } = parseListen(config.listen)!;
-  server.listen(port, host);
+  // Without a host, Node binds `::` and, with ipv6Only false, takes IPv4 on the same socket; on a
+  // machine without IPv6 it falls back to 0.0.0.0 by itself. `:5000` thus means every interface.
+  server.listen({ port, host, ipv6Only: false });
   await once(server, 'listening');
   const address = server.address() as AddressInfo;
   const hostPort = `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
