@@ -27,7 +27,7 @@ describe('config', () => {
       upstreams: [{ name: 'docker.io', url: 'https://registry-1.docker.io' }],
     });
     expect(c.upstreams[0]!.urls).toEqual(['https://registry-1.docker.io']);
-    expect(c.upstreams[0]!.health).toEqual({ maxFails: 1, failTimeout: 30_000 });
+    expect(c.upstreams[0]!.health).toEqual({ maxFails: 1, failTimeout: 30_000, probeInterval: 1_000 });
   });
 
   // A parsed config is never parsed again: createMirror and startServer take the parsed type.

@@ -67,8 +67,10 @@ const upstreamSchema = z
       .object({
         /** Failures in a row (no answer at all) that take a URL out of rotation. */
         maxFails: z.number().int().positive().default(1),
-        /** How long it stays out before one request probes it again. */
+        /** How long it stays out before one request probes it again, while other URLs of the upstream serve. */
         failTimeout: duration.prefault('30s'),
+        /** How soon it is probed again when no URL of the upstream is in rotation (a single URL that failed). */
+        probeInterval: duration.prefault('1s'),
       })
       .strict()
       .prefault({}),
