@@ -33,6 +33,17 @@ const hostName = z
   .string()
   .regex(/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$/i, 'must be a registry host name such as ghcr.io or registry.internal:5000');
 
+/**
+ * A glob on a repository as its upstream names it. No tags: a tag filter would not hold, since
+ * the same manifest and blobs can be pulled by digest, which names no tag.
+ */
+const repositoryGlob = z
+  .string()
+  .min(1)
+  .refine((v) => !v.includes(':') && !v.includes('@'), {
+    message: 'must be a repository glob such as library/* without a tag or digest (tags cannot be filtered: a pull by digest names none)',
+  });
+
 const upstreamSchema = z
   .object({
     name: hostName.describe('the registry this upstream stands for, e.g. docker.io'),
@@ -75,6 +86,10 @@ const upstreamSchema = z
       .strict()
       .prefault({}),
     connections: z.number().int().positive().optional(),
+    /** Repository globs (as this upstream names them, e.g. library/*) that are mirrored; absent: all of them. */
+    allow: z.array(repositoryGlob).min(1, 'an empty allow list mirrors nothing; leave allow out to mirror every repository').optional(),
+    /** Repository globs never mirrored, whatever allow says. */
+    deny: z.array(repositoryGlob).default([]),
   })
   .strict()
   .refine((u) => (u.url === undefined) !== (u.urls === undefined), {

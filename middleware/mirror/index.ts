@@ -144,7 +144,7 @@ function routingFrom(config: MirrorConfig, upstreams: Upstream[], events: Mirror
   const routes: RoutingOptions = {
     upstreams: upstreams.map((upstream) => {
       const u = config.upstreams.find((c) => c.name === upstream.name);
-      return { upstream: observeUpstream(upstream, events), aliases: u?.aliases, default: u?.default };
+      return { upstream: observeUpstream(upstream, events), aliases: u?.aliases, default: u?.default, allow: u?.allow, deny: u?.deny };
     }),
     fallbackGroups: config.fallbackGroups,
   };

@@ -63,6 +63,23 @@ describe('routing rules', () => {
     expect(routing.resolve('ghcr.io/org/app').digestFallbacks).toBeUndefined();
   });
 
+  it('refuses repositories an upstream does not allow, and never falls back to a member that does not', () => {
+    const filtered = createRouting({
+      upstreams: [
+        { upstream: internal, default: true, allow: ['team/**', 'library/*'], deny: ['team/secret'] },
+        { upstream: hub, deny: ['library/busybox'] },
+      ],
+      fallbackGroups: [{ upstreams: ['registry.internal:5000', 'docker.io'], tags: ['library/*'] }],
+    });
+    expect(() => filtered.resolve('other/app')).toThrow(/other\/app of registry.internal:5000 is not mirrored here/);
+    expect(() => filtered.resolve('team/secret')).toThrow(/not mirrored/);
+    expect(() => filtered.resolve('busybox', 'docker.io')).toThrow(/library\/busybox of docker.io/);
+    expect(filtered.resolve('team/a/b')).toMatchObject({ repository: 'team/a/b' });
+    expect(filtered.resolve('library/nginx').tagFallbacks?.map((t) => t.upstream.name)).toEqual(['docker.io']);
+    expect(filtered.resolve('library/busybox').digestFallbacks).toBeUndefined();
+    expect(filtered.resolve('team/secret', undefined, { filtered: false })).toMatchObject({ repository: 'team/secret' });
+  });
+
   it('refuses a host claimed twice and two defaults', () => {
     expect(() => createRouting({ upstreams: [{ upstream: hub }, { upstream: ghcr, aliases: ['index.docker.io'] }] })).toThrow(/claimed/);
     expect(() => createRouting({ upstreams: [{ upstream: hub, default: true }, { upstream: ghcr, default: true }] })).toThrow(/default/);
