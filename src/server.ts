@@ -14,7 +14,6 @@ import { requestLog, requestLogger } from '../middleware/request-logger/index.js
 import { adminApi } from '../middleware/admin-api/index.js';
 import { isOciError, OciError } from './errors.js';
 import { parseListen, type MirrorConfig } from './config.js';
-import { readSecret } from './secrets.js';
 import { metricsEndpoint } from '../middleware/metrics-endpoint/index.js';
 import { requireClient } from '../middleware/mirror-auth/index.js';
 import { statusPage } from '../middleware/status-page/index.js';
@@ -22,6 +21,7 @@ import { createReadiness } from './health/index.js';
 import { createLogger } from './logging/index.js';
 import { createMetrics, type Metrics } from './metrics/index.js';
 import { createMirror, type Mirror, type MirrorOptions } from '../middleware/mirror/index.js';
+import { adminToken } from '../middleware/mirror/config-files.js';
 import { createStatus, type Status } from './status/index.js';
 
 export interface ServerOptions extends MirrorOptions {
@@ -93,10 +93,9 @@ export async function startServer(config: MirrorConfig, options: ServerOptions =
   const logger = options.logger ?? createLogger();
   // Redaction keeps the credentials in it out of the line.
   logger.debug({ config }, 'config');
-  const { enabled, token, tokenFile, tokenEnv } = config.admin;
-  const adminToken = enabled ? readSecret({ value: token, file: tokenFile, env: tokenEnv }, 'admin.token') : undefined;
+  const admin = adminToken(config.admin);
   const mirror = await loggedMirror(config, options, logger);
-  const { app, metrics, status } = appFor(mirror, config, logger, adminToken);
+  const { app, metrics, status } = appFor(mirror, config, logger, admin);
 
   const server = createServer({ highWaterMark: RESPONSE_BUFFER }, app.callback());
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
