@@ -3,26 +3,40 @@
  * `oci-mirror [--config mirror.yaml]`: runs a mirror. Without a config it mirrors Docker Hub
  * on 127.0.0.1:5000 with filesystem storage in ./data. A bad config exits 2 before anything
  * starts; SIGTERM lets fills in flight finish (bounded) and exits 0.
+ * `oci-mirror check [--config mirror.yaml]` stops after the config and the files it names
+ * have been read, with the same messages and exit code (like `nginx -t`).
  * `oci-mirror warm|ls|purge|gc …` are the admin commands (src/admin/cli.ts).
  */
 import { parseArgs } from 'node:util';
 import { ADMIN_USAGE, isAdminCommand, runAdminCommand } from './admin/cli.js';
-import { ConfigError, loadConfigFile, parseConfig } from './config.js';
+import { ConfigError, loadConfigFile, parseConfig, type MirrorConfig } from './config.js';
+import { checkConfigFiles } from '../middleware/mirror/config-files.js';
 import { createMirror } from '../middleware/mirror/index.js';
 import { startServer } from './server.js';
 
 const USAGE = `Usage: oci-mirror [--config FILE]
+       oci-mirror check [--config FILE]
 ${ADMIN_USAGE}
+  check     validate the config and read every file it names (secrets, htpasswd), then exit:
+            0 when start-up would get past them, 2 with start-up's messages when not
   -c, --config FILE   YAML configuration (default: mirror Docker Hub on 127.0.0.1:5000, storage in ./data)
   -h, --help          show this help
 `;
 
+/** Start-up's message for a bad config, and its exit code. */
+function configProblem(err: unknown): number {
+  if (!(err instanceof ConfigError)) throw err;
+  process.stderr.write(`oci-mirror: ${err.message}\n`);
+  return 2;
+}
+
 async function main(argv: string[]): Promise<number> {
   if (isAdminCommand(argv[0])) return runAdminCommand(argv[0], argv.slice(1), (config) => createMirror(config, { maintenance: false }));
+  const checkOnly = argv[0] === 'check';
   let values: { config?: string; help?: boolean };
   try {
     ({ values } = parseArgs({
-      args: argv,
+      args: checkOnly ? argv.slice(1) : argv,
       options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
       strict: true,
     }));
@@ -34,26 +48,19 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return 0;
   }
-  let config;
+  let config: MirrorConfig;
   try {
     config = values.config ? await loadConfigFile(values.config) : parseConfig({});
   } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`oci-mirror: ${err.message}\n`);
-      return 2;
-    }
-    throw err;
+    return configProblem(err);
   }
+  if (checkOnly) return check(config, values.config ?? 'the default config');
   let server;
   try {
     server = await startServer(config);
   } catch (err) {
     // Secrets and htpasswd files are read at start-up: a missing one is a config error too.
-    if (err instanceof ConfigError) {
-      process.stderr.write(`oci-mirror: ${err.message}\n`);
-      return 2;
-    }
-    throw err;
+    return configProblem(err);
   }
   await new Promise<void>((resolve) => {
     const stop = () => {
@@ -65,6 +72,14 @@ async function main(argv: string[]): Promise<number> {
     process.on('SIGINT', stop);
   });
   await server.close();
+  return 0;
+}
+
+function check(config: MirrorConfig, source: string): number {
+  const problems = checkConfigFiles(config);
+  for (const message of problems) process.stderr.write(`oci-mirror: ${message}\n`);
+  if (problems.length) return 2;
+  process.stdout.write(`oci-mirror: ${source} is valid, and every file it names could be read\n`);
   return 0;
 }
 

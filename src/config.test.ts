@@ -27,7 +27,7 @@ describe('config', () => {
       upstreams: [{ name: 'docker.io', url: 'https://registry-1.docker.io' }],
     });
     expect(c.upstreams[0]!.urls).toEqual(['https://registry-1.docker.io']);
-    expect(c.upstreams[0]!.health).toEqual({ maxFails: 1, failTimeout: 30_000 });
+    expect(c.upstreams[0]!.health).toEqual({ maxFails: 1, failTimeout: 30_000, probeInterval: 1_000 });
   });
 
   // A parsed config is never parsed again: createMirror and startServer take the parsed type.
@@ -68,6 +68,9 @@ describe('config', () => {
       'upstreams[0].password: give one of password, passwordFile, passwordEnv',
     ],
     [{ upstreams: [{ name: 'a.io', url: 'https://a', username: 'u', passwordEnv: 'P', token: 't' }] }, 'upstreams[0].token: a static token replaces'],
+    [{ upstreams: [{ name: 'a.io', url: 'https://a', allow: ['library/nginx:1.*'] }] }, 'upstreams[0].allow[0]: must be a repository glob'],
+    [{ upstreams: [{ name: 'a.io', url: 'https://a', deny: ['x@sha256:*'] }] }, 'upstreams[0].deny[0]: must be a repository glob'],
+    [{ upstreams: [{ name: 'a.io', url: 'https://a', allow: [] }] }, 'upstreams[0].allow: an empty allow list mirrors nothing'],
     [{ auth: { tokens: [{ name: 'ci' }] } }, 'auth.tokens[0]: give exactly one of token, tokenFile, tokenEnv'],
     [{ auth: { tokens: [{ name: 'ci', token: 'short' }] } }, 'auth.tokens[0].token'],
   ])('names the key: %j', (input, message) => {

@@ -36,6 +36,17 @@ const hostName = z
   .string()
   .regex(/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$/i, 'must be a registry host name such as ghcr.io or registry.internal:5000');
 
+/**
+ * A glob on a repository as its upstream names it. No tags: a tag filter would not hold, since
+ * the same manifest and blobs can be pulled by digest, which names no tag.
+ */
+const repositoryGlob = z
+  .string()
+  .min(1)
+  .refine((v) => !v.includes(':') && !v.includes('@'), {
+    message: 'must be a repository glob such as library/* without a tag or digest (tags cannot be filtered: a pull by digest names none)',
+  });
+
 const upstreamSchema = z
   .object({
     name: hostName.describe('the registry this upstream stands for, e.g. docker.io'),
@@ -70,8 +81,10 @@ const upstreamSchema = z
       .object({
         /** Failures in a row (no answer at all) that take a URL out of rotation. */
         maxFails: z.number().int().positive().default(1),
-        /** How long it stays out before one request probes it again. */
+        /** How long it stays out before one request probes it again, while other URLs of the upstream serve. */
         failTimeout: duration.prefault('30s'),
+        /** How soon it is probed again when no URL of the upstream is in rotation (a single URL that failed). */
+        probeInterval: duration.prefault('1s'),
       })
       .strict()
       .prefault({}),
@@ -80,6 +93,10 @@ const upstreamSchema = z
     proxy: upstreamProxy.optional(),
     /** CA, client certificate, SNI name for the upstream's own host (see README, "Proxies and TLS"). */
     tls: upstreamTls.optional(),
+    /** Repository globs (as this upstream names them, e.g. library/*) that are mirrored; absent: all of them. */
+    allow: z.array(repositoryGlob).min(1, 'an empty allow list mirrors nothing; leave allow out to mirror every repository').optional(),
+    /** Repository globs never mirrored, whatever allow says. */
+    deny: z.array(repositoryGlob).default([]),
   })
   .strict()
   .refine((u) => (u.url === undefined) !== (u.urls === undefined), {
@@ -289,13 +306,18 @@ export async function loadConfigFile(path: string): Promise<MirrorConfig> {
   return parseConfig(data, path);
 }
 
-export function parseListen(value: string): { host: string; port: number } | undefined {
+/**
+ * `host:port`, `[ipv6]:port`, or `:port` for every interface, which has no `host`: Node then
+ * listens on IPv6 and IPv4 at once where the machine has IPv6, and on IPv4 where it has not
+ * (see startServer). An explicit `0.0.0.0` or `[::1]` keeps meaning just that.
+ */
+export function parseListen(value: string): { host?: string; port: number } | undefined {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value);
   if (!m) return undefined;
   const port = Number(m[3]);
   if (port > 65535) return undefined;
   const host = m[1] ?? m[2] ?? '';
-  return { host: host === '' ? '0.0.0.0' : host, port };
+  return host === '' ? { port } : { host, port };
 }
 
 function formatPath(path: ReadonlyArray<PropertyKey>): string {

@@ -15,7 +15,6 @@ import { requestLog, requestLogger } from '../middleware/request-logger/index.js
 import { adminApi } from '../middleware/admin-api/index.js';
 import { isOciError, OciError } from './errors.js';
 import { parseListen, type MirrorConfig } from './config.js';
-import { readSecret } from './secrets.js';
 import { metricsEndpoint } from '../middleware/metrics-endpoint/index.js';
 import { requireClient } from '../middleware/mirror-auth/index.js';
 import { statusPage } from '../middleware/status-page/index.js';
@@ -24,6 +23,7 @@ import { createListener } from './listener/index.js';
 import { createLogger } from './logging/index.js';
 import { createMetrics, type Metrics } from './metrics/index.js';
 import { createMirror, type Mirror, type MirrorOptions } from '../middleware/mirror/index.js';
+import { adminToken } from '../middleware/mirror/config-files.js';
 import { createStatus, type Status } from './status/index.js';
 
 export interface ServerOptions extends MirrorOptions {
@@ -96,8 +96,7 @@ export async function startServer(config: MirrorConfig, options: ServerOptions =
   const logger = options.logger ?? createLogger();
   // Redaction keeps the credentials in it out of the line.
   logger.debug({ config }, 'config');
-  const { enabled, token, tokenFile, tokenEnv } = config.admin;
-  const adminToken = enabled ? readSecret({ value: token, file: tokenFile, env: tokenEnv }, 'admin.token') : undefined;
+  const admin = adminToken(config.admin);
   // Before the mirror: a certificate that cannot be read stops the start before anything runs.
   const listener = createListener(config.tls, { highWaterMark: RESPONSE_BUFFER, logger });
   const mirror = await loggedMirror(config, options, logger).catch((err: unknown) => {
@@ -108,7 +107,7 @@ export async function startServer(config: MirrorConfig, options: ServerOptions =
     // Said at every start, so that a lab setting left in production does not go unnoticed.
     if (u.tls?.insecureSkipVerify) logger.warn({ upstream: u.name }, 'upstream TLS certificates are not verified (tls.insecureSkipVerify)');
   }
-  const { app, metrics, status } = appFor(mirror, config, logger, adminToken);
+  const { app, metrics, status } = appFor(mirror, config, logger, admin);
 
   const { server } = listener;
   server.on('request', app.callback());
@@ -120,7 +119,9 @@ export async function startServer(config: MirrorConfig, options: ServerOptions =
   // Large layers over slow links: never cut a response for taking long.
   server.requestTimeout = 0;
   const { host, port } = parseListen(config.listen)!;
-  server.listen(port, host);
+  // Without a host, Node binds `::` and, with ipv6Only false, takes IPv4 on the same socket; on a
+  // machine without IPv6 it falls back to 0.0.0.0 by itself. `:5000` thus means every interface.
+  server.listen({ port, host, ipv6Only: false });
   await once(server, 'listening');
   const address = server.address() as AddressInfo;
   const hostPort = `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;

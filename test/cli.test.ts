@@ -3,9 +3,11 @@
  * SIGTERM lets a fill finish, and kill -9 mid-fill leaves nothing a restart would serve.
  */
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import bcrypt from 'bcryptjs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.js';
 import { raw, waitFor } from './helpers/http.js';
@@ -139,5 +141,83 @@ describe('oci-mirror command line', () => {
     expect(res.status).toBe(200);
     expect(res.body.equals(data)).toBe(true);
     await waitFor(async () => (await filesUnder(join(dataDir, 'blobs'))).length === 1, 10_000, 'the blob to commit');
+  });
+
+  describe('check', () => {
+    /** A config that names one file under every key that takes one, each written unless `missing` names it. */
+    async function configNaming(label: string, missing: string[] = []): Promise<{ path: string; data: string }> {
+      const files: Record<string, string> = {
+        htpasswd: `alice:${bcrypt.hashSync('wonderland', 4)}\n`,
+        password: 'robot-password\n',
+        token: 'static-upstream-token\n',
+        'ci-token': 'a-ci-token-of-16-chars-or-more\n',
+        admin: 'an-admin-token-of-16-chars\n',
+        replicas: 'a-replica-secret-of-16-chars\n',
+      };
+      const base = join(dir, `check-${label}`);
+      for (const [name, text] of Object.entries(files)) if (!missing.includes(name)) await writeFile(`${base}-${name}`, text);
+      const data = `${base}-data`;
+      const text = [
+        'listen: "127.0.0.1:0"',
+        `storage: { type: fs, path: ${JSON.stringify(data)} }`,
+        'upstreams:',
+        `  - { name: a.test, url: "${upstream.url}", username: robot, passwordFile: ${JSON.stringify(`${base}-password`)} }`,
+        `  - { name: b.test, url: "${upstream.url}", tokenFile: ${JSON.stringify(`${base}-token`)} }`,
+        `auth: { htpasswd: ${JSON.stringify(`${base}-htpasswd`)}, tokens: [{ name: ci, tokenFile: ${JSON.stringify(`${base}-ci-token`)} }] }`,
+        `admin: { enabled: true, tokenFile: ${JSON.stringify(`${base}-admin`)} }`,
+        `replication: { redis: "redis://127.0.0.1:9", advertise: "http://127.0.0.1:9", secretFile: ${JSON.stringify(`${base}-replicas`)} }`,
+      ].join('\n');
+      return { path: await writeConfig(`check-${label}.yaml`, `${text}\n`), data };
+    }
+
+    it('reads the certificates too: the listener’s and each upstream’s', async () => {
+      const base = join(dir, 'check-tls');
+      const text = [
+        'listen: "127.0.0.1:0"',
+        `tls: { certFile: ${JSON.stringify(`${base}-listener.crt`)}, keyFile: ${JSON.stringify(`${base}-listener.key`)} }`,
+        'upstreams:',
+        `  - { name: a.test, url: "${upstream.url}", tls: { caFile: ${JSON.stringify(`${base}-ca.crt`)} } }`,
+      ].join('\n');
+      const proc = cli(['check', '--config', await writeConfig('check-tls.yaml', `${text}\n`)]);
+      expect((await proc.exited).code).toBe(2);
+      expect(proc.stderr().trim().split('\n').map((l) => /^oci-mirror: ([^:]+):/.exec(l)?.[1])).toEqual(['upstreams[a.test].tls.caFile', 'tls.certFile']);
+    });
+
+    it('exits 0 once the config is valid and every file it names was read, starting nothing', async () => {
+      const { path, data } = await configNaming('good');
+      const proc = cli(['check', '--config', path]);
+      expect((await proc.exited).code).toBe(0);
+      expect(proc.stdout()).toContain('is valid');
+      expect(proc.stdout()).not.toContain('listening');
+      expect(existsSync(data)).toBe(false); // no storage was opened
+    });
+
+    it('exits 2 naming every file it could not read, with the message start-up gives', async () => {
+      const { path } = await configNaming('missing', ['htpasswd', 'password', 'token', 'ci-token', 'admin', 'replicas']);
+      const proc = cli(['check', '--config', path]);
+      expect((await proc.exited).code).toBe(2);
+      const lines = proc.stderr().trim().split('\n');
+      expect(lines.map((l) => /^oci-mirror: ([^:]+):/.exec(l)?.[1])).toEqual([
+        'upstreams[a.test].passwordFile',
+        'upstreams[b.test].tokenFile',
+        'auth.htpasswd',
+        'auth.tokens[0].tokenFile',
+        'admin.tokenFile',
+        'replication.secretFile',
+      ]);
+      // Start-up stops at the first of them, word for word.
+      const { path: one } = await configNaming('one-missing', ['htpasswd']);
+      const [checked, started] = [cli(['check', '--config', one]), cli(['--config', one])];
+      expect([(await checked.exited).code, (await started.exited).code]).toEqual([2, 2]);
+      expect(checked.stderr()).toMatch(/^oci-mirror: auth\.htpasswd: ENOENT/);
+      expect(checked.stderr()).toBe(started.stderr());
+    });
+
+    it('exits 2 for an invalid config, as start-up does', async () => {
+      const path = await writeConfig('check-bad.yaml', 'upstreams:\n  - name: x\n    url: ftp://example\n');
+      const proc = cli(['check', '-c', path]);
+      expect((await proc.exited).code).toBe(2);
+      expect(proc.stderr()).toMatch(/upstreams\[0\]\.url/);
+    });
   });
 });

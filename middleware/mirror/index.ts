@@ -4,7 +4,8 @@
  */
 import type { Middleware } from 'koa';
 import compose from 'koa-compose';
-import { clientIdentifier, loadHtpasswd, mirrorAuth, type IdentifyClient } from '../mirror-auth/index.js';
+import { clientIdentifier, mirrorAuth, type IdentifyClient } from '../mirror-auth/index.js';
+import { clientToken, htpasswdFrom, upstreamCredentials, upstreamToken } from './config-files.js';
 import { upstreamAccess } from '../upstream-access/index.js';
 import { blobCache, type BlobRedirectOptions } from '../blob-cache/index.js';
 import { ociErrors, type OciErrorsOptions } from '../oci-errors/index.js';
@@ -17,8 +18,7 @@ import { upstreamSelect } from '../upstream-select/index.js';
 import { createRouting, type Routing, type RoutingOptions } from '../../src/upstream/routing.js';
 import { Links } from '../../src/access/links.js';
 import { isProtected } from '../../src/access/rules.js';
-import { ConfigError, type MirrorConfig } from '../../src/config.js';
-import { readSecret } from '../../src/secrets.js';
+import type { MirrorConfig } from '../../src/config.js';
 import { MirrorEvents, observeFills, observeUpstream } from '../../src/events/index.js';
 import { onResponseEnd } from '../shared/response-end.js';
 import { evictionFromConfig, type Eviction, type EvictionTurns } from '../../src/eviction/index.js';
@@ -30,7 +30,7 @@ import type { Storage } from '../../src/storage.js';
 import { blobRedirect, createStorage } from '../../src/storage-config.js';
 import { createFailoverUpstream, type FailoverUpstream } from '../../src/upstream/failover.js';
 import { readUpstreamTls } from '../../src/upstream/trust.js';
-import type { Upstream, UpstreamCredentials } from '../../src/upstream/types.js';
+import type { Upstream } from '../../src/upstream/types.js';
 
 export interface MirrorOptions {
   /** Storage to use instead of the one the config describes (a custom adapter, say). */
@@ -85,7 +85,7 @@ export function createUpstreams(config: MirrorConfig['upstreams']): FailoverUpst
       name: u.name,
       urls: u.urls,
       credentials: upstreamCredentials(u),
-      token: readSecret({ value: u.token, file: u.tokenFile, env: u.tokenEnv }, `upstreams[${u.name}].token`),
+      token: upstreamToken(u),
       timeouts: u.timeouts,
       connections: u.connections,
       proxy: u.proxy,
@@ -95,28 +95,13 @@ export function createUpstreams(config: MirrorConfig['upstreams']): FailoverUpst
   );
 }
 
-function upstreamCredentials(u: MirrorConfig['upstreams'][number]): UpstreamCredentials | undefined {
-  if (u.username === undefined) return undefined;
-  const password = readSecret({ value: u.password, file: u.passwordFile, env: u.passwordEnv }, `upstreams[${u.name}].password`);
-  return password === undefined ? undefined : { username: u.username, password };
-}
-
 /** How the mirror recognizes its clients, when the config protects it. */
 function identityFrom(config: MirrorConfig): IdentifyClient | undefined {
   const { auth } = config;
   if (!isProtected(auth)) return undefined;
-  let users;
-  try {
-    users = auth.htpasswd === undefined ? undefined : loadHtpasswd(auth.htpasswd);
-  } catch (err) {
-    throw new ConfigError(`auth.htpasswd: ${(err as Error).message}`);
-  }
   return clientIdentifier({
-    htpasswd: users,
-    tokens: auth.tokens.map((t, i) => ({
-      name: t.name,
-      token: readSecret({ value: t.token, file: t.tokenFile, env: t.tokenEnv }, `auth.tokens[${i}].token`)!,
-    })),
+    htpasswd: htpasswdFrom(auth),
+    tokens: auth.tokens.map((t, i) => ({ name: t.name, token: clientToken(auth, i) })),
   });
 }
 
@@ -147,7 +132,7 @@ function routingFrom(config: MirrorConfig, upstreams: Upstream[], events: Mirror
   const routes: RoutingOptions = {
     upstreams: upstreams.map((upstream) => {
       const u = config.upstreams.find((c) => c.name === upstream.name);
-      return { upstream: observeUpstream(upstream, events), aliases: u?.aliases, default: u?.default };
+      return { upstream: observeUpstream(upstream, events), aliases: u?.aliases, default: u?.default, allow: u?.allow, deny: u?.deny };
     }),
     fallbackGroups: config.fallbackGroups,
   };

@@ -4,7 +4,7 @@
  * fallback that takes digests from any group member but tags only where the config says.
  */
 import { once } from 'node:events';
-import { createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createRouting } from '../../src/upstream/routing.js';
@@ -61,6 +61,23 @@ describe('routing rules', () => {
     expect(team.digestFallbacks?.map((t) => t.upstream.name)).toEqual(['docker.io']);
     expect(team.tagFallbacks).toBeUndefined();
     expect(routing.resolve('ghcr.io/org/app').digestFallbacks).toBeUndefined();
+  });
+
+  it('refuses repositories an upstream does not allow, and never falls back to a member that does not', () => {
+    const filtered = createRouting({
+      upstreams: [
+        { upstream: internal, default: true, allow: ['team/**', 'library/*'], deny: ['team/secret'] },
+        { upstream: hub, deny: ['library/busybox'] },
+      ],
+      fallbackGroups: [{ upstreams: ['registry.internal:5000', 'docker.io'], tags: ['library/*'] }],
+    });
+    expect(() => filtered.resolve('other/app')).toThrow(/other\/app of registry.internal:5000 is not mirrored here/);
+    expect(() => filtered.resolve('team/secret')).toThrow(/not mirrored/);
+    expect(() => filtered.resolve('busybox', 'docker.io')).toThrow(/library\/busybox of docker.io/);
+    expect(filtered.resolve('team/a/b')).toMatchObject({ repository: 'team/a/b' });
+    expect(filtered.resolve('library/nginx').tagFallbacks?.map((t) => t.upstream.name)).toEqual(['docker.io']);
+    expect(filtered.resolve('library/busybox').digestFallbacks).toBeUndefined();
+    expect(filtered.resolve('team/secret', undefined, { filtered: false })).toMatchObject({ repository: 'team/secret' });
   });
 
   it('refuses a host claimed twice and two defaults', () => {
@@ -240,6 +257,34 @@ describe('health and failover', () => {
     expect(bodyOf(again).errors?.[0]?.message).toContain('out of rotation');
     expect(performance.now() - t1).toBeLessThan(2_000); // no second 3 s timeout paid
     expect(connections).toBe(1);
+  });
+
+  it('serves again within seconds of a single-URL upstream’s return, not after failTimeout', async () => {
+    // A port that refuses while the upstream is "down" and forwards to it once it is back.
+    const port = (hanging.address() as AddressInfo).port;
+    await new Promise((r) => hanging.close(r));
+    const gate = createServer((s) => {
+      const to = connect(Number(new URL(good.url).port), '127.0.0.1');
+      s.pipe(to).pipe(s);
+      to.on('error', () => s.destroy());
+      s.on('error', () => to.destroy());
+    });
+    hanging = gate; // closed by afterEach
+    mirror = await startTestMirror(good.url, {
+      upstreams: [{ name: 'registry.test', url: `http://127.0.0.1:${port}`, timeouts: { connect: '1s', headers: '2s', body: '2s' }, health: { failTimeout: '30s' } }],
+    });
+    const d = good.addBlob(Buffer.from('back again'));
+    expect((await raw(`${mirror.url}/v2/team/app/blobs/${d}`)).status).toBe(503); // refused: out of rotation for 30 s
+    gate.listen(port, '127.0.0.1');
+    await once(gate, 'listening');
+    const back = Date.now();
+    let status = 0;
+    for (let i = 0; i < 100 && status !== 200; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      status = (await raw(`${mirror.url}/v2/team/app/blobs/${d}`)).status;
+    }
+    expect(status).toBe(200);
+    expect(Date.now() - back).toBeLessThan(15_000); // about 1 s; the old rule took 30 s
   });
 
   it('counts connection refused as a failure too', async () => {

@@ -8,7 +8,7 @@ import type { UpstreamTarget } from '../../src/state.js';
 import '../shared/state.js';
 import { createRouting, type Routing, type RoutingOptions } from '../../src/upstream/routing.js';
 
-export { createRouting, DOCKER_HUB_HOSTS, type FallbackGroup, type Routing, type RoutingOptions, type UpstreamRoute } from '../../src/upstream/routing.js';
+export { createRouting, DOCKER_HUB_HOSTS, type FallbackGroup, type ResolveOptions, type Routing, type RoutingOptions, type UpstreamRoute } from '../../src/upstream/routing.js';
 
 export type UpstreamSelectOptions =
   | RoutingOptions

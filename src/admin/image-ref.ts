@@ -4,7 +4,7 @@
  * prefix, and platforms as `os/arch[/variant]`.
  */
 import type { Platform } from '../manifests/parse.js';
-import type { Routing } from '../upstream/routing.js';
+import type { ResolveOptions, Routing } from '../upstream/routing.js';
 import { OciError } from '../errors.js';
 import { assertName, parseManifestReference, type ManifestReference } from '../reference.js';
 import type { UpstreamTarget } from '../state.js';
@@ -34,9 +34,9 @@ export function resolveImage(routing: Routing, text: string): ImageRef {
 }
 
 /** Resolves a repository name (with an optional registry prefix) to its upstream and repository. */
-export function resolveName(routing: Routing, name: string): UpstreamTarget {
+export function resolveName(routing: Routing, name: string, options?: ResolveOptions): UpstreamTarget {
   if (!name) throw new OciError('NAME_INVALID', 'no repository name given');
-  const target = routing.resolve(name);
+  const target = routing.resolve(name, undefined, options);
   assertName(target.repository);
   return target;
 }

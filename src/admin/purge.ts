@@ -43,7 +43,8 @@ export async function purge(deps: PurgeDeps, text: string): Promise<PurgeResult>
   const { storage, events, isPinned = () => false } = deps;
   const { name, tag, digest } = splitReference(text.trim());
   if (digest !== undefined) throw new OciError('UNSUPPORTED', 'purge takes repository[:tag], not a digest', { status: 400 });
-  const target = resolveName(deps.routing, name);
+  // Purging is how a repository denied after it was cached leaves the cache: filters do not apply.
+  const target = resolveName(deps.routing, name, { filtered: false });
   const upstream = target.upstream.name;
 
   const tags = await listTags(storage.meta);

@@ -31,16 +31,20 @@ export interface ListenerOptions {
   logger: Logger;
 }
 
+/** The certificate and key as start-up reads them; one that cannot be read or used is a ConfigError naming the key. */
+export function readListenerTls(tls: ListenerTls): Pair {
+  try {
+    return readPair(tls);
+  } catch (err) {
+    throw new ConfigError(`tls.${(err as PairError).key ?? 'certFile'}: ${(err as Error).message}`);
+  }
+}
+
 /** A server without a request handler yet; a bad certificate or key is a ConfigError naming the key. */
 export function createListener(tls: ListenerTls | undefined, options: ListenerOptions): Listener {
   const { highWaterMark, logger } = options;
   if (tls === undefined) return { server: createHttpServer({ highWaterMark }), scheme: 'http', close: () => undefined };
-  let pair: Pair;
-  try {
-    pair = readPair(tls);
-  } catch (err) {
-    throw new ConfigError(`tls.${(err as PairError).key ?? 'certFile'}: ${(err as Error).message}`);
-  }
+  let pair = readListenerTls(tls);
   const server = createHttpsServer({ highWaterMark, ...pair });
   const reload = (): void => {
     let next: Pair;

@@ -19,8 +19,13 @@ export interface Replication {
   close(): Promise<void>;
 }
 
+/** The secret replicas share, from wherever the config says it is. */
+export function replicationSecret(config: ReplicationConfig): string {
+  return readSecret({ value: config.secret, file: config.secretFile, env: config.secretEnv }, 'replication.secret')!;
+}
+
 export function replicationFromConfig(config: ReplicationConfig): Replication {
-  const secret = readSecret({ value: config.secret, file: config.secretFile, env: config.secretEnv }, 'replication.secret')!;
+  const secret = replicationSecret(config);
   const loaded = new Map<string, Promise<FillLease>>();
   /** A lease of one kind, connected on first use: a replica that never evicts never opens the second connection. */
   const lease = (kind: string) => {

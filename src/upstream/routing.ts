@@ -6,6 +6,11 @@
  * 3. the default upstream.
  * Docker Hub's rules apply where the upstream is Docker Hub: its three host names are one
  * registry, and a single-segment name means `library/<name>`.
+ *
+ * An upstream's `allow` and `deny` globs are checked here, on the repository as that upstream
+ * knows it, so that every way of reaching it (a request in any routing form, warm-up, prefetch,
+ * a fallback) is refused before any cache or upstream is consulted: a denied repository is
+ * answered `404 NAME_UNKNOWN`, as a name the mirror does not carry, even when it is cached.
  */
 import picomatch from 'picomatch';
 import { OciError } from '../errors.js';
@@ -18,6 +23,10 @@ export interface UpstreamRoute {
   aliases?: readonly string[];
   /** Takes names that name no registry. Without one marked, the first upstream does. */
   default?: boolean;
+  /** Repository globs (upstream-side, e.g. `library/*`) that are mirrored; absent: every repository. */
+  allow?: readonly string[];
+  /** Repository globs never mirrored, whatever `allow` says. */
+  deny?: readonly string[];
 }
 
 export interface FallbackGroup {
@@ -37,15 +46,31 @@ export interface RoutingOptions {
 
 export const DOCKER_HUB_HOSTS: readonly string[] = ['docker.io', 'index.docker.io', 'registry-1.docker.io'];
 
+export interface ResolveOptions {
+  /**
+   * `false`: ignore the upstreams' `allow` and `deny`, for operations that only remove what is
+   * cached (purge), which a repository denied after it was cached needs most.
+   */
+  filtered?: boolean;
+}
+
 export interface Routing {
-  /** Resolves a client-facing name (and containerd's `ns`) to a target; throws NAME_UNKNOWN for a refused `ns`. */
-  resolve(name: string, ns?: string): UpstreamTarget;
+  /** Resolves a client-facing name (and containerd's `ns`) to a target; throws NAME_UNKNOWN for a refused `ns` or a denied repository. */
+  resolve(name: string, ns?: string, options?: ResolveOptions): UpstreamTarget;
   readonly defaultUpstream: Upstream;
 }
 
 interface Entry {
   upstream: Upstream;
   dockerHub: boolean;
+  /** Whether the upstream's `allow` and `deny` let this repository through. */
+  admits: (repository: string) => boolean;
+}
+
+function repositoryFilter({ allow, deny }: Pick<UpstreamRoute, 'allow' | 'deny'>): (repository: string) => boolean {
+  const allowed = allow === undefined ? () => true : picomatch([...allow]);
+  const denied = deny?.length ? picomatch([...deny]) : () => false;
+  return (repository) => allowed(repository) && !denied(repository);
 }
 
 export function createRouting({ upstreams, fallbackGroups = [] }: RoutingOptions): Routing {
@@ -56,7 +81,7 @@ export function createRouting({ upstreams, fallbackGroups = [] }: RoutingOptions
   for (const route of routes) {
     const names = [route.upstream.name, ...(route.aliases ?? [])].map((h) => h.toLowerCase());
     const dockerHub = names.some((n) => DOCKER_HUB_HOSTS.includes(n));
-    const entry: Entry = { upstream: route.upstream, dockerHub };
+    const entry: Entry = { upstream: route.upstream, dockerHub, admits: repositoryFilter(route) };
     for (const host of dockerHub ? [...names, ...DOCKER_HUB_HOSTS] : names) {
       const claimed = hosts.get(host);
       if (claimed && claimed.upstream !== route.upstream) {
@@ -77,14 +102,19 @@ export function createRouting({ upstreams, fallbackGroups = [] }: RoutingOptions
 
   const repositoryOn = (entry: Entry, name: string) => (entry.dockerHub && !name.includes('/') ? `library/${name}` : name);
 
-  function target(entry: Entry, name: string): UpstreamTarget {
+  function target(entry: Entry, name: string, filtered: boolean): UpstreamTarget {
     const repository = repositoryOn(entry, name);
+    if (filtered && !entry.admits(repository)) {
+      throw new OciError('NAME_UNKNOWN', `repository ${repository.slice(0, 200)} of ${entry.upstream.name} is not mirrored here`, { status: 404 });
+    }
     const digestFallbacks: UpstreamTarget[] = [];
     const tagFallbacks: UpstreamTarget[] = [];
     for (const group of groups) {
       if (!group.members.includes(entry)) continue;
       for (const other of group.members) {
         if (other === entry || digestFallbacks.some((t) => t.upstream === other.upstream)) continue;
+        // A member that does not mirror the repository is never asked for it.
+        if (filtered && !other.admits(repositoryOn(other, name))) continue;
         const t = { upstream: other.upstream, repository: repositoryOn(other, name) };
         digestFallbacks.push(t);
         if (group.tags?.(repository)) tagFallbacks.push(t);
@@ -100,20 +130,20 @@ export function createRouting({ upstreams, fallbackGroups = [] }: RoutingOptions
 
   return {
     defaultUpstream: fallback.upstream,
-    resolve(name, ns) {
+    resolve(name, ns, { filtered = true } = {}) {
       if (ns !== undefined) {
         const entry = hosts.get(ns.toLowerCase());
         if (!entry) {
           throw new OciError('NAME_UNKNOWN', `registry "${ns.slice(0, 100)}" is not mirrored here`, { status: 404 });
         }
-        return target(entry, name);
+        return target(entry, name, filtered);
       }
       const slash = name.indexOf('/');
       if (slash > 0) {
         const entry = hosts.get(name.slice(0, slash));
-        if (entry) return target(entry, name.slice(slash + 1));
+        if (entry) return target(entry, name.slice(slash + 1), filtered);
       }
-      return target(fallback, name);
+      return target(fallback, name, filtered);
     },
   };
 }

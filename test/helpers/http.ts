@@ -26,7 +26,8 @@ export function raw(url: string, options: RawOptions = {}): Promise<RawResponse>
     // The path goes out exactly as written: WHATWG URL parsing would resolve `..` and `%2e%2e`.
     const { hostname, port, origin } = new URL(url);
     const path = url.slice(origin.length) || '/';
-    const req = request({ hostname, port, path, method: options.method ?? 'GET', headers: options.headers, agent: false });
+    // URL keeps an IPv6 literal's brackets; the socket wants the bare address.
+    const req = request({ hostname: hostname.replace(/^\[(.*)\]$/, '$1'), port, path, method: options.method ?? 'GET', headers: options.headers, agent: false });
     const timer = setTimeout(() => req.destroy(new Error(`timed out: ${url}`)), options.timeoutMs ?? 30_000);
     req.on('error', (err) => {
       clearTimeout(timer);

@@ -1,0 +1,66 @@
+/**
+ * Every file (and environment variable) a config makes start-up read, each with the one
+ * function start-up reads it with, so that `oci-mirror check` reports exactly what start-up
+ * would, without opening storage or contacting an upstream or Redis (like `nginx -t`).
+ *
+ * A new key that names a file (a certificate, a key, …) adds its reader to CONFIG_FILES, and
+ * start-up calls the same reader.
+ */
+import { loadHtpasswd, type Htpasswd } from '../mirror-auth/index.js';
+import { ConfigError, type MirrorConfig, type UpstreamConfig } from '../../src/config.js';
+import { replicationSecret } from '../../src/replication/index.js';
+import { readListenerTls } from '../../src/listener/index.js';
+import { readSecret } from '../../src/secrets.js';
+import { readUpstreamTls } from '../../src/upstream/trust.js';
+import type { UpstreamCredentials } from '../../src/upstream/types.js';
+
+export function upstreamToken(u: UpstreamConfig): string | undefined {
+  return readSecret({ value: u.token, file: u.tokenFile, env: u.tokenEnv }, `upstreams[${u.name}].token`);
+}
+
+export function upstreamCredentials(u: UpstreamConfig): UpstreamCredentials | undefined {
+  if (u.username === undefined) return undefined;
+  const password = readSecret({ value: u.password, file: u.passwordFile, env: u.passwordEnv }, `upstreams[${u.name}].password`);
+  return password === undefined ? undefined : { username: u.username, password };
+}
+
+export function htpasswdFrom(auth: MirrorConfig['auth']): Htpasswd | undefined {
+  if (auth.htpasswd === undefined) return undefined;
+  try {
+    return loadHtpasswd(auth.htpasswd);
+  } catch (err) {
+    throw new ConfigError(`auth.htpasswd: ${(err as Error).message}`);
+  }
+}
+
+export function clientToken(auth: MirrorConfig['auth'], i: number): string {
+  const t = auth.tokens[i]!;
+  return readSecret({ value: t.token, file: t.tokenFile, env: t.tokenEnv }, `auth.tokens[${i}].token`)!;
+}
+
+/** The admin API's token; undefined while the API is off, which then needs none. */
+export function adminToken({ enabled, token, tokenFile, tokenEnv }: MirrorConfig['admin']): string | undefined {
+  return enabled ? readSecret({ value: token, file: tokenFile, env: tokenEnv }, 'admin.token') : undefined;
+}
+
+/** One read each, so that one missing file does not hide the next. */
+const CONFIG_FILES: Array<(config: MirrorConfig) => Array<() => unknown>> = [
+  (c) => c.upstreams.flatMap((u) => [() => upstreamToken(u), () => upstreamCredentials(u), () => readUpstreamTls(u.tls, `upstreams[${u.name}].tls`)]),
+  (c) => [() => htpasswdFrom(c.auth), ...c.auth.tokens.map((_, i) => () => clientToken(c.auth, i))],
+  (c) => [() => adminToken(c.admin), ...(c.tls ? [() => readListenerTls(c.tls!)] : [])],
+  (c) => (c.replication ? [() => replicationSecret(c.replication!)] : []),
+];
+
+/** Reads everything the config names; returns start-up's message for each thing it could not read. */
+export function checkConfigFiles(config: MirrorConfig): string[] {
+  const problems: string[] = [];
+  for (const read of CONFIG_FILES.flatMap((files) => files(config))) {
+    try {
+      read();
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      problems.push(err.message);
+    }
+  }
+  return problems;
+}
