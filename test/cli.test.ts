@@ -68,12 +68,15 @@ async function startMirror(dataDir: string): Promise<{ proc: Tracked; url: strin
 
 async function filesUnder(path: string): Promise<Array<{ path: string; size: number }>> {
   const entries = await readdir(path, { recursive: true, withFileTypes: true }).catch(() => []);
-  return Promise.all(
+  const files = await Promise.all(
     entries.filter((e) => e.isFile()).map(async (e) => {
       const p = join(e.parentPath, e.name);
-      return { path: p, size: (await stat(p)).size };
+      // A metadata record's temporary file is renamed away a moment after it is written.
+      const info = await stat(p).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? undefined : Promise.reject(err)));
+      return info && { path: p, size: info.size };
     }),
   );
+  return files.filter((f) => f !== undefined);
 }
 
 describe('oci-mirror command line', () => {
