@@ -4,6 +4,7 @@
  * and the real duration of a long blob transfer, not the moment the body was handed to koa.
  */
 import type { ServerResponse } from 'node:http';
+import { finished } from 'node:stream';
 import type { ParameterizedContext } from 'koa';
 
 export interface ResponseEnd {
@@ -15,11 +16,7 @@ export interface ResponseEnd {
   durationMs: number;
 }
 
-/**
- * One watch per response, however many observers. A server response emits `close` once,
- * after `finish` or when its connection went first; one listener for that is cheaper than
- * `stream.finished`, which adds half a dozen.
- */
+/** One `finished` watch per response, however many observers: each adds half a dozen listeners. */
 const watchers = new WeakMap<ServerResponse, Array<(complete: boolean) => void>>();
 
 export function onResponseEnd(ctx: ParameterizedContext, callback: (end: ResponseEnd) => void): void {
@@ -41,9 +38,9 @@ export function onResponseEnd(ctx: ParameterizedContext, callback: (end: Respons
   if (!callbacks) {
     const list: Array<(complete: boolean) => void> = [];
     watchers.set(res, (callbacks = list));
-    res.once('close', () => {
+    finished(res, (err) => {
       watchers.delete(res);
-      const complete = res.writableFinished;
+      const complete = !err && res.writableFinished;
       for (const cb of list) cb(complete);
     });
   }
