@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { duration } from './duration.js';
 import { DEFAULT_MAX_MANIFEST_BYTES } from './manifests/keys.js';
 import { byteSize } from './eviction/size.js';
+import { DEFAULT_MEMO_BYTES } from './memo/storage.js';
 import { FILL_LIMITS_DEFAULTS } from './fill/limits.js';
 import { storageSchema } from './storage-config.js';
 import { replicationSchema } from './replication/config.js';
@@ -77,6 +78,11 @@ export const configSchema = z
       .object({
         /** How long a tag maps to a digest before it is revalidated upstream with a HEAD. */
         tagTtl: duration.prefault('5m'),
+        /**
+         * Memory for hot tag, manifest and link records, blob sizes and small blobs (manifests,
+         * configs), so that a warm manifest or small blob costs no file open (bytes, or e.g. 16MiB; 0: off).
+         */
+        memoBytes: byteSize.default(DEFAULT_MEMO_BYTES),
         /** Manifests larger than this are refused (the spec suggests registries accept at least 4 MiB). */
         maxManifestBytes: z.number().int().positive().default(DEFAULT_MAX_MANIFEST_BYTES),
         /** Evict the least recently used content while storage holds more than this (bytes, or e.g. 50GiB). Unset: no limit. */

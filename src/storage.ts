@@ -77,6 +77,12 @@ export interface BlobStore {
    * `undefined` when this store has none to give. Whether the blob exists is not checked.
    */
   presign?(digest: string, options: BlobPresignOptions): Promise<string | undefined>;
+  /**
+   * An optional capability: a committed blob's bytes when they are at hand in memory (the memo,
+   * src/memo/), so that a caller can send a Buffer instead of piping a stream; `undefined`
+   * otherwise, and then `read` answers. Never reaches the backend.
+   */
+  held?(digest: string): Buffer | undefined;
   close?(): Promise<void>;
 }
 

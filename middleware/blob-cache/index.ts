@@ -64,17 +64,9 @@ export const blobCache = ({ blobs, fills, links, events, redirect }: BlobCacheOp
       const info = await blobs.stat(digest.value);
       if (info) {
         await confirm();
-        ctx.set('X-Mirror-Cache', 'HIT');
-        reportCache(ctx, events, { kind: 'blob', result: 'HIT', target, digest: digest.value, size: info.size });
-        const location = redirect && redirectable(ctx, target, redirect) ? await blobs.presign?.(digest.value, { expiresIn: redirect.expiresIn }) : undefined;
-        if (location) {
-          ctx.status = 307;
-          ctx.set('Location', location);
-          // The URL expires: no cache may keep the redirect longer than that.
-          ctx.set('Cache-Control', 'no-store');
-          return;
-        }
-        return sendRange(ctx, info.size, (start, end) => blobs.read(digest.value, { start, end }));
+        if (await serveStored(ctx, { blobs, events, redirect, target, digest: digest.value, size: info.size })) return;
+        // Gone since it was looked up (another replica evicted it): a miss like any other.
+        ctx.remove('Content-Range');
       }
       // A HEAD is a question, not a reason to pull a whole layer: ask the upstream the same.
       if (ctx.method === 'HEAD') return answerHead(ctx, await headBlob(target, digest));
@@ -101,16 +93,48 @@ export const blobCache = ({ blobs, fills, links, events, redirect }: BlobCacheOp
       if (ctx.method !== 'HEAD') ctx.body = await active.reader();
       return;
     }
-    return sendRange(ctx, size, (start, end) => active.reader(start, end));
+    if (!(await sendRange(ctx, size, (start, end) => active.reader(start, end)))) throw new OciError('BLOB_UNKNOWN', 'blob unknown to registry');
   };
+
+interface Stored {
+  blobs: BlobStore;
+  events: MirrorEvents | undefined;
+  redirect: BlobRedirectOptions | undefined;
+  target: UpstreamTarget;
+  digest: string;
+  size: number;
+}
+
+/** Answers from storage (or with a redirect to it); false when the blob is no longer there to read. */
+async function serveStored(ctx: ParameterizedContext, { blobs, events, redirect, target, digest, size }: Stored): Promise<boolean> {
+  const hit = () => {
+    ctx.set('X-Mirror-Cache', 'HIT');
+    reportCache(ctx, events, { kind: 'blob', result: 'HIT', target, digest, size });
+  };
+  const location = redirect && redirectable(ctx, target, redirect) ? await blobs.presign?.(digest, { expiresIn: redirect.expiresIn }) : undefined;
+  if (location) {
+    hit();
+    ctx.status = 307;
+    ctx.set('Location', location);
+    // The URL expires: no cache may keep the redirect longer than that.
+    ctx.set('Cache-Control', 'no-store');
+    return true;
+  }
+  // Bytes in memory go out as a Buffer: no stream, no pipeline, one write.
+  const open: Open = async (start, end) => blobs.held?.(digest)?.subarray(start, end + 1) ?? blobs.read(digest, { start, end });
+  if (!(await sendRange(ctx, size, open))) return false;
+  hit();
+  return true;
+}
 
 function redirectable(ctx: ParameterizedContext, target: UpstreamTarget, { skip }: BlobRedirectOptions): boolean {
   return ctx.method === 'GET' && !ctx.get('Range') && !target.credentials && !skip?.(target);
 }
 
-type Open = (start: number, end: number) => Promise<NodeJS.ReadableStream | undefined>;
+type Open = (start: number, end: number) => Promise<NodeJS.ReadableStream | Buffer | undefined>;
 
-async function sendRange(ctx: ParameterizedContext, size: number, open: Open): Promise<void> {
+/** False, with nothing sent, when `open` finds nothing to read. */
+async function sendRange(ctx: ParameterizedContext, size: number, open: Open): Promise<boolean> {
   ctx.set('Accept-Ranges', 'bytes');
   ctx.set('Content-Type', 'application/octet-stream');
   let start = 0;
@@ -135,12 +159,13 @@ async function sendRange(ctx: ParameterizedContext, size: number, open: Open): P
   if (ctx.method === 'HEAD' || size === 0) {
     ctx.length = size === 0 ? 0 : end - start + 1;
     if (size === 0 && ctx.method !== 'HEAD') ctx.body = Buffer.alloc(0);
-    return;
+    return true;
   }
   const stream = await open(start, end);
-  if (!stream) throw new OciError('BLOB_UNKNOWN', 'blob unknown to registry');
+  if (!stream) return false;
   ctx.body = stream;
   ctx.length = end - start + 1;
+  return true;
 }
 
 function answerHead(ctx: ParameterizedContext, size: number | undefined): void {

@@ -27,6 +27,8 @@ import type { WarmDeps } from '../../src/admin/warm.js';
 import { createFills, type Fills } from '../../src/fill/index.js';
 import { FILLS_PATH, replicationFromConfig } from '../../src/replication/index.js';
 import type { Storage } from '../../src/storage.js';
+import { memoStorage } from '../../src/memo/storage.js';
+import { tagRecordExpiry } from '../../src/manifests/keys.js';
 import { blobRedirect, createStorage } from '../../src/storage-config.js';
 import { createFailoverUpstream, type FailoverUpstream } from '../../src/upstream/failover.js';
 import { readUpstreamTls } from '../../src/upstream/trust.js';
@@ -190,7 +192,10 @@ function chainFrom(config: MirrorConfig, { routing, identify, manifests, links, 
 
 export function createMirror(config: MirrorConfig, options: MirrorOptions = {}): Mirror {
   // Replicas share the storage: start-up recovery must leave the others' fills in flight alone.
-  const storage = options.storage ?? createStorage(config.storage, { recoverOlderThan: config.replication ? config.fill.timeout : 0 });
+  const stored = options.storage ?? createStorage(config.storage, { recoverOlderThan: config.replication ? config.fill.timeout : 0 });
+  // Everything below reads and writes through the memo, so that its deletes reach it too.
+  const { tagTtl, memoBytes } = config.cache;
+  const storage = memoStorage(stored, { budget: memoBytes, maxAge: tagTtl, expiresAt: tagRecordExpiry(tagTtl) });
   const upstreams = options.upstreams ?? createUpstreams(config.upstreams);
   const events = new MirrorEvents();
   const replication = config.replication && replicationFromConfig(config.replication);

@@ -13,7 +13,7 @@ declare module 'koa' {
   interface DefaultState {
     /** Set by `requestLogger`: the request's id, also sent back in its header. */
     reqId?: string;
-    /** Set by `requestLogger`; read it through `requestLog(ctx)`, which adds upstream and repository. */
+    /** Made on demand by `requestLog(ctx)`, which binds `reqId`, upstream and repository: read it through that. */
     log?: Logger;
   }
 }
@@ -40,7 +40,9 @@ export const requestLogger = ({ logger, header = 'X-Request-Id', routine, truste
   return async function requestLogger(ctx, next) {
     const reqId = requestIdFrom(ctx.get(header) || undefined);
     ctx.state.reqId = reqId;
-    ctx.state.log = logger.child({ reqId });
+    // No child logger yet: most requests log only their access line, and a child costs more
+    // than the line. `requestLog` makes one when something else is logged.
+    bases.set(ctx.state, logger);
     ctx.set(header, reqId);
     onResponseEnd(ctx, (end) => {
       // Who pulled what: the client, the name it proved (never a secret), what it said it is, and the digest served.
@@ -59,16 +61,28 @@ export const requestLogger = ({ logger, header = 'X-Request-Id', routine, truste
         user: client?.name ?? client?.basic?.username,
         userAgent: ctx.get('User-Agent').slice(0, MAX_USER_AGENT) || undefined,
       };
-      const log = requestLog(ctx, logger);
-      if (end.status < 400 && routine?.(ctx)) log.debug(line, 'request');
-      else log.info(line, 'request');
+      const debug = end.status < 400 && routine?.(ctx);
+      if (!logger.isLevelEnabled(debug ? 'debug' : 'info')) return;
+      // The same fields, in the same order, as a child bound with them would write.
+      const log = ctx.state.log ? requestLog(ctx, logger) : logger;
+      const bound = ctx.state.log ? line : { ...bindings(ctx, reqId), ...line };
+      if (debug) log.debug(bound, 'request');
+      else log.info(bound, 'request');
     });
     await next();
   };
 };
 
+/** The logger `requestLogger` was given, per request, for the child made on demand. */
+const bases = new WeakMap<object, Logger>();
+
 /** Loggers that already carry upstream and repository, so that they are bound once per request. */
 const targeted = new WeakSet<Logger>();
+
+function bindings(ctx: ParameterizedContext, reqId: string): Record<string, string> {
+  const target = ctx.state.target;
+  return target ? { reqId, upstream: target.upstream.name, repo: target.repository } : { reqId };
+}
 
 /**
  * The request's logger: with `reqId`, and with `upstream` and `repo` from the moment routing has
@@ -76,11 +90,12 @@ const targeted = new WeakSet<Logger>();
  */
 export function requestLog(ctx: ParameterizedContext, fallback: Logger): Logger {
   const log = ctx.state.log;
-  if (!log) return fallback;
+  const reqId = ctx.state.reqId;
+  if (reqId === undefined) return log ?? fallback;
   const target = ctx.state.target;
-  if (!target || targeted.has(log)) return log;
-  const bound = log.child({ upstream: target.upstream.name, repo: target.repository });
-  targeted.add(bound);
+  if (log && (!target || targeted.has(log))) return log;
+  const bound = (bases.get(ctx.state) ?? fallback).child(bindings(ctx, reqId));
+  if (target) targeted.add(bound);
   ctx.state.log = bound;
   return bound;
 }

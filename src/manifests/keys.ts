@@ -14,6 +14,16 @@ export const manifestKey = (digest: string): string => `${MANIFEST_PREFIX}${dige
 export const tagKey = (route: { upstream: { name: string }; repository: string }, tag: string): string =>
   `${TAG_PREFIX}${route.upstream.name}/${route.repository}:${tag}`;
 
+/**
+ * How long a tag record read from storage may be trusted without reading it again: until its
+ * TTL runs out, when the mirror would ask the upstream anyway. For the memo (src/memo/), which
+ * thereby sees a tag another replica moved no later than any mirror would.
+ */
+export const tagRecordExpiry =
+  (tagTtl: number) =>
+  (key: string, value: unknown): number | undefined =>
+    key.startsWith(TAG_PREFIX) ? ((value as { checkedAt?: number }).checkedAt ?? 0) + tagTtl : undefined;
+
 /** The parts of a tag key: upstream names hold no slash, repositories no colon. */
 export function parseTagKey(key: string): { upstream: string; repository: string; tag: string } | undefined {
   const rest = key.slice(TAG_PREFIX.length);

@@ -15,6 +15,8 @@ export interface ManifestRecord {
 export async function readStoredManifest(storage: Storage, digest: string, maxBytes: number): Promise<{ mediaType: string; body: Buffer } | undefined> {
   const record = await storage.meta.get<ManifestRecord>(manifestKey(digest));
   if (!record) return undefined;
+  const held = storage.blobs.held?.(digest);
+  if (held) return { mediaType: record.mediaType, body: held };
   const stream = await storage.blobs.read(digest);
   return stream ? { mediaType: record.mediaType, body: await readCapped(stream, maxBytes, 'stored manifest') } : undefined;
 }
