@@ -10,7 +10,7 @@ import { Readable, addAbortSignal } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { verifyingStream } from '../../src/digest.js';
 import { OciError } from '../../src/errors.js';
-import { DigestAlgorithms, parseDigest } from '../../src/reference.js';
+import { DigestAlgorithms, isValidDigest, parseDigest } from '../../src/reference.js';
 import type { BlobInfo, BlobPutOptions, BlobReadOptions, BlobStore, SpoolCapability } from '../../src/storage.js';
 import { release } from '../release.js';
 import { TMP_DIR, commit, entries, isNotFound, tempPath, unlinkIfPresent } from './files.js';
@@ -133,7 +133,7 @@ async function* listBlobs({ blobsDir }: Layout): AsyncGenerator<{ digest: string
       for (const file of await entries(join(blobsDir, algorithm, fanout.name))) {
         const digest = `${algorithm}:${file.name}`;
         // Skip whatever is not a blob we could have written (an editor's backup, a stray copy).
-        if (!file.isFile() || !file.name.startsWith(fanout.name) || !isDigest(digest)) continue;
+        if (!file.isFile() || !file.name.startsWith(fanout.name) || !isValidDigest(digest)) continue;
         const info = await statFile(join(blobsDir, algorithm, fanout.name, file.name));
         if (info) yield { digest, size: info.size };
       }
@@ -173,11 +173,3 @@ function spoolOf(layout: Layout): SpoolCapability {
 }
 
 
-function isDigest(value: string): boolean {
-  try {
-    parseDigest(value);
-    return true;
-  } catch {
-    return false;
-  }
-}

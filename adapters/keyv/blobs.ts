@@ -22,7 +22,7 @@
 import { Readable, addAbortSignal } from 'node:stream';
 import type { Keyv } from 'keyv';
 import { OciError } from '../../src/errors.js';
-import { parseDigest } from '../../src/reference.js';
+import { isValidDigest, parseDigest } from '../../src/reference.js';
 import type { BlobInfo, BlobReadOptions, BlobStore } from '../../src/storage.js';
 import { ChunkedBlobs, type BlobRecord, type KeyvBlobTargets, type UploadMarker } from './chunked.js';
 import { isKeyv, openKeyvs, type KeyvConnectOptions } from './connect.js';
@@ -129,7 +129,7 @@ async function deleteBlob(blobs: ChunkedBlobs, digest: string): Promise<boolean>
 async function* listBlobs(blobs: ChunkedBlobs): AsyncGenerator<{ digest: string; size: number }> {
   for await (const [digest, json] of blobs.records.entries()) {
     const record = parseJson(json) as Partial<BlobRecord> | undefined;
-    if (Number.isInteger(record?.size) && isDigest(digest)) yield { digest, size: record!.size! };
+    if (Number.isInteger(record?.size) && isValidDigest(digest)) yield { digest, size: record!.size! };
   }
 }
 
@@ -140,17 +140,10 @@ async function recoverUploads(blobs: ChunkedBlobs, olderThan: number): Promise<v
     if (typeof marker?.started === 'number' && marker.started > cutoff) continue;
     const digest = marker?.digest;
     // Its chunks go unless the upload was committed and only the marker's removal was lost.
-    if (typeof digest === 'string' && isDigest(digest) && (await blobs.recordOf(digest))?.upload !== upload) {
+    if (typeof digest === 'string' && isValidDigest(digest) && (await blobs.recordOf(digest))?.upload !== upload) {
       await blobs.deleteChunks(digest, upload);
     }
     await blobs.uploads.delete(upload);
   }
 }
 
-function isDigest(value: string): boolean {
-  try {
-    return parseDigest(value).value === value;
-  } catch {
-    return false;
-  }
-}
