@@ -5,8 +5,8 @@
  *   curl → /dev/null                  the baseline: what the loopback and nginx give a C client
  *   undici, body consumed             the upstream client alone
  *   undici + sha256                   plus the project's DigestVerifier
- *   undici + spool, no hash           plus the project's SpoolWriter into a fresh file (hashing stubbed out)
- *   undici + spool + sha256           the fill's whole sink, as a fill runs it
+ *   undici + spool, no hash           plus the project's SpoolWriter into a fresh file (no digest)
+ *   undici + spool + sha256           the fill's whole sink, as a fill runs it (digest in the hash worker)
  *   new file, 1 MiB writes            the filesystem alone: what writing a fresh file costs here
  *
  * Each is run three times; the table gives medians in MB/s and ratios to undici alone. It
@@ -19,7 +19,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { request } from 'undici';
-import { DigestVerifier } from '../src/digest.js';
+import { checkDigest, DigestVerifier, SizeCheck } from '../src/digest.js';
+import { SpoolHash } from '../src/fill/spool-hash.js';
+import { parseDigest } from '../src/reference.js';
 import { SpoolWriter } from '../src/fill/spool-writer.js';
 import { bigLayer } from '../test/helpers/images.js';
 import { mbps, pull } from './measure.js';
@@ -46,17 +48,26 @@ async function main(): Promise<void> {
   const url = `${nginx.url}/blob`;
   const spoolPath = () => join(work, `${randomUUID()}.spool`);
 
-  /** The fill's sink as fill.ts builds it; `hash: false` stubs the verifier out. */
+  /** The fill's sink as fill.ts builds it: size check, spool writes, and (`hash`) the digest from the spool in the hash worker. */
   const sink = (hash: boolean) => async () => {
     const res = await request(url);
     const file = spoolPath();
     const handle = await open(file, 'w+');
-    const verifier = hash ? new DigestVerifier(layer.digest, layer.size) : ({ update() {}, verify: () => layer.size } as unknown as DigestVerifier);
+    const sizeCheck = new SizeCheck(layer.size);
+    const hasher = hash ? new SpoolHash(handle.fd, parseDigest(layer.digest)) : undefined;
     let end = 0;
     try {
-      await pipeline(res.body, new SpoolWriter(handle, verifier, () => {}, (e) => (end = e)));
-      verifier.verify();
+      await pipeline(
+        res.body,
+        new SpoolWriter(handle, sizeCheck, () => {}, (e) => {
+          end = e;
+          hasher?.written(e);
+        }),
+      );
+      sizeCheck.verify();
+      if (hasher) checkDigest(parseDigest(layer.digest), await hasher.digest(end));
     } finally {
+      await hasher?.close();
       await handle.close();
       await rm(file);
     }

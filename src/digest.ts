@@ -11,18 +11,14 @@ export function digestOf(data: Uint8Array | string, algorithm: DigestAlgorithm =
   return `${algorithm}:${createHash(algorithm).update(data).digest('hex')}`;
 }
 
-/** Incremental hasher that knows what it should end up as. */
-export class DigestVerifier {
-  readonly expected: Digest;
-  readonly expectedSize: number | undefined;
-  private readonly hash: Hash;
+/**
+ * Counts content against the size it should have: fails as soon as it runs over, so that the
+ * excess never reaches a file, and checks the exact size at the end.
+ */
+export class SizeCheck {
   private bytes = 0;
 
-  constructor(expected: string | Digest, expectedSize?: number) {
-    this.expected = typeof expected === 'string' ? parseDigest(expected) : expected;
-    this.expectedSize = expectedSize;
-    this.hash = createHash(this.expected.algorithm);
-  }
+  constructor(readonly expectedSize: number | undefined) {}
 
   get size(): number {
     return this.bytes;
@@ -33,19 +29,55 @@ export class DigestVerifier {
     if (this.expectedSize !== undefined && this.bytes > this.expectedSize) {
       throw new OciError('SIZE_INVALID', `content is longer than the expected ${this.expectedSize} bytes`);
     }
+  }
+
+  /** Throws SIZE_INVALID; returns the size on success. */
+  verify(): number {
+    if (this.expectedSize !== undefined && this.bytes !== this.expectedSize) {
+      throw new OciError('SIZE_INVALID', `content has ${this.bytes} bytes, expected ${this.expectedSize}`);
+    }
+    return this.bytes;
+  }
+}
+
+/** Throws DIGEST_INVALID unless `hex`, a hash by `expected`'s algorithm, is `expected`. */
+export function checkDigest(expected: Digest, hex: string): void {
+  const actual = `${expected.algorithm}:${hex}`;
+  if (actual !== expected.value) {
+    throw new OciError('DIGEST_INVALID', `content digest ${actual} does not match ${expected.value}`);
+  }
+}
+
+/** Incremental hasher that knows what it should end up as. */
+export class DigestVerifier {
+  readonly expected: Digest;
+  private readonly sizeCheck: SizeCheck;
+  private readonly hash: Hash;
+
+  constructor(expected: string | Digest, expectedSize?: number) {
+    this.expected = typeof expected === 'string' ? parseDigest(expected) : expected;
+    this.sizeCheck = new SizeCheck(expectedSize);
+    this.hash = createHash(this.expected.algorithm);
+  }
+
+  get expectedSize(): number | undefined {
+    return this.sizeCheck.expectedSize;
+  }
+
+  get size(): number {
+    return this.sizeCheck.size;
+  }
+
+  update(chunk: Uint8Array): void {
+    this.sizeCheck.update(chunk);
     this.hash.update(chunk);
   }
 
   /** Throws SIZE_INVALID or DIGEST_INVALID; returns the size on success. Call once. */
   verify(): number {
-    if (this.expectedSize !== undefined && this.bytes !== this.expectedSize) {
-      throw new OciError('SIZE_INVALID', `content has ${this.bytes} bytes, expected ${this.expectedSize}`);
-    }
-    const actual = `${this.expected.algorithm}:${this.hash.digest('hex')}`;
-    if (actual !== this.expected.value) {
-      throw new OciError('DIGEST_INVALID', `content digest ${actual} does not match ${this.expected.value}`);
-    }
-    return this.bytes;
+    const size = this.sizeCheck.verify();
+    checkDigest(this.expected, this.hash.digest('hex'));
+    return size;
   }
 }
 

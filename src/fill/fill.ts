@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { deadline } from '../deadline.js';
-import { DigestVerifier } from '../digest.js';
+import { checkDigest, SizeCheck } from '../digest.js';
 import { OciError } from '../errors.js';
 import type { Digest } from '../reference.js';
 import { FillRefusal, type FillRefusalReason } from './limits.js';
@@ -22,6 +22,7 @@ import type { FillOptions, FillSource, FillSourceResponse, FillState } from './t
 
 export type { FillOptions, FillSource, FillSourceResponse, FillState } from './types.js';
 import { FillReader, type FillHold, type FillView } from './reader.js';
+import { SpoolHash } from './spool-hash.js';
 import { SpoolWriter } from './spool-writer.js';
 import { RecentWindow } from './window.js';
 
@@ -47,6 +48,8 @@ export class Fill implements FillView {
   #relayed = false;
 
   private handle: FileHandle | undefined;
+  /** The worker hashing the spool; while set, the worker may read `handle`, which must stay open. */
+  private hashing: SpoolHash | undefined;
   private readers = 0;
   private wake: (() => void) | undefined;
   private wakePromise: Promise<void> | undefined;
@@ -181,7 +184,7 @@ export class Fill implements FillView {
   }
 
   private maybeClose(): void {
-    if (this.readers === 0 && this.settled && this.handle) {
+    if (this.readers === 0 && this.settled && this.handle && !this.hashing) {
       const handle = this.handle;
       this.handle = undefined;
       handle.close().catch(() => {});
@@ -227,8 +230,9 @@ export class Fill implements FillView {
       run.putAbort.abort(error);
       readyReject(error);
       this.notify();
-      // The fill is over only when the store has cleaned up after the aborted put too.
-      await Promise.allSettled([run.put, run.spoolPath && unlink(run.spoolPath)]);
+      // The fill is over only when the store has cleaned up after the aborted put too, and the
+      // hash worker has let go of the spool.
+      await Promise.allSettled([run.put, run.spoolPath && unlink(run.spoolPath), this.stopHashing()]);
       throw error;
     } finally {
       run.release?.();
@@ -259,10 +263,11 @@ export class Fill implements FillView {
       run.put = store.put(this.digest.value, this.newReader(0, undefined, 'none'), { size: res.size, signal: run.putAbort.signal });
       run.put.catch(() => {});
     }
-    const verifier = new DigestVerifier(this.digest, res.size);
+    const sizeCheck = new SizeCheck(res.size);
+    const hash = (this.hashing = new SpoolHash(this.handle!.fd, this.digest));
     const writer = new SpoolWriter(
       this.handle!,
-      verifier,
+      sizeCheck,
       (batch, end) => {
         // Without a declared size only this bounds the body; the batch that passes the limit goes nowhere.
         limits.checkReceived(this.digest.value, end);
@@ -274,6 +279,7 @@ export class Fill implements FillView {
       },
       (end) => {
         this.#written = end;
+        hash.written(end);
         this.recent.trim(end);
         this.notify();
       },
@@ -284,12 +290,22 @@ export class Fill implements FillView {
       signal.throwIfAborted();
       await pipeline(res.body, writer);
       signal.throwIfAborted();
+      this.#size = sizeCheck.verify();
+      checkDigest(this.digest, await untilAborted(hash.digest(this.#size), signal));
+      this.hashing = undefined;
     } finally {
       signal.removeEventListener('abort', onAbort);
     }
-    this.#size = verifier.verify();
     this.#state = 'verified';
     this.notify();
+  }
+
+  /** Resolves once the hash worker no longer reads the spool. */
+  private async stopHashing(): Promise<void> {
+    const hash = this.hashing;
+    if (!hash) return;
+    await hash.close();
+    this.hashing = undefined;
   }
 
   /** Puts the verified blob in the store: by rename, through the put that followed the fill, or by a put now. */
@@ -322,6 +338,16 @@ interface RunState {
 
 /** How much of the newest data a fill keeps in memory for the readers that follow it live. */
 const RECENT_WINDOW = 4 * 1024 * 1024;
+
+/** `promise`, or the signal's reason once it aborts first. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
 
 function toError(err: unknown, signal: AbortSignal): Error {
   if (signal.aborted && signal.reason instanceof Error) return signal.reason;

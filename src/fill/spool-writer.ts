@@ -1,21 +1,22 @@
 /**
- * The fill's sink: hashes each chunk as it arrives and writes to the spool file in batches.
+ * The fill's sink: counts each chunk against the declared size as it arrives and writes to the
+ * spool file in batches (the digest is computed from the file, off the main thread: spool-hash.ts).
  * While one write is in the kernel, the chunks that arrive meanwhile queue up (to the stream's
  * high-water mark, the bound on memory) and go out together in one `writev`: one round trip
  * to the thread pool per batch instead of one per 64 KiB network chunk.
  */
 import type { FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
-import type { DigestVerifier } from '../digest.js';
+import type { SizeCheck } from '../digest.js';
 
 const HIGH_WATER_MARK = 4 * 1024 * 1024;
 
 export class SpoolWriter extends Writable {
   constructor(
     private readonly handle: FileHandle,
-    private readonly verifier: DigestVerifier,
+    private readonly sizeCheck: Pick<SizeCheck, 'update'>,
     /**
-     * Called with each batch once it is hashed, and the offset its end reaches, before it goes to
+     * Called with each batch once it is counted, and the offset its end reaches, before it goes to
      * the file: readers may take it from memory. A throw refuses the batch, which then never
      * reaches the file, and fails the write.
      */
@@ -36,8 +37,8 @@ export class SpoolWriter extends Writable {
   }
 
   private async writeBatch(buffers: Buffer[]): Promise<void> {
-    // Hash before writing: a too-long body fails here, before its excess reaches the file.
-    for (const b of buffers) this.verifier.update(b);
+    // Count before writing: a too-long body fails here, before its excess reaches the file.
+    for (const b of buffers) this.sizeCheck.update(b);
     let total = 0;
     for (const b of buffers) total += b.length;
     this.onReceived(buffers, this.position + total);
