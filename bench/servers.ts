@@ -132,6 +132,8 @@ export interface MirrorOptions {
    * it, advertising its own http://127.0.0.1:<port>. Needs `s3` (the blobs every replica shares).
    */
   replica?: { redis: string; secret: string };
+  /** The CLI to run; dist/src/cli.js of this checkout by default (an A/B run passes another build's). */
+  cli?: string;
 }
 
 /** The key prefix of the mirror's blobs in an S3 bucket. */
@@ -150,7 +152,7 @@ const CLI = resolve(import.meta.dirname, '..', 'dist', 'src', 'cli.js');
  * The mirror's CLI as its own process, configured as a user would: fs storage with the default
  * fsync, or blobs on S3 (default part size and concurrency) with metadata on fs.
  */
-export async function startMirror({ upstreamUrl, dataDir, work, nodeFlags = [], s3, replica }: MirrorOptions): Promise<MirrorProcess> {
+export async function startMirror({ upstreamUrl, dataDir, work, nodeFlags = [], s3, replica, cli = CLI }: MirrorOptions): Promise<MirrorProcess> {
   if (replica && !s3) throw new Error('a replica needs its blobs on S3');
   const port = await freePort();
   const config = join(work, `mirror-${port}.yaml`);
@@ -173,7 +175,7 @@ export async function startMirror({ upstreamUrl, dataDir, work, nodeFlags = [], 
       ...(replica ? { replication: { redis: replica.redis, advertise: url, secret: replica.secret, namespace: 'bench' } } : {}),
     }),
   );
-  const proc = spawnTracked(process.execPath, [...nodeFlags, CLI, '--config', config], {
+  const proc = spawnTracked(process.execPath, [...nodeFlags, cli, '--config', config], {
     env: { ...process.env, LOG_LEVEL: 'warn' },
   });
   await waitReady(proc, `${url}/healthz`, 'mirror', async () => proc.output());
