@@ -11,7 +11,8 @@
  *
  * A file that is then missing, unreadable, empty or no good (a bad htpasswd line) is most likely
  * half-way through being rewritten: the last good value stays, and `onReload` hears of it once
- * per change of the file, never with its content.
+ * per change of the file, never with its content. A half-written file that parses is taken, and
+ * replaced at the next check, since the rest of the write changes its size and mtime.
  */
 import { readFileSync, statSync } from 'node:fs';
 
