@@ -12,6 +12,8 @@ export { ErrorCodes, OciError, isOciError, type ErrorCode, type OciErrorOptions 
 export type { Digest, DigestAlgorithm, ManifestReference } from './reference.js';
 export type { BlobInfo, BlobPutOptions, BlobReadOptions, BlobStore, MetadataStore, SpoolCapability, Storage } from './storage.js';
 export type { OciRoute, UpstreamTarget } from './state.js';
+export type { Secret } from './secrets.js';
+export type { SecretReload } from './secret-file.js';
 export type { Upstream, UpstreamCredentials, UpstreamOptions, UpstreamRequest, UpstreamResponse, UpstreamTimeouts } from './upstream/types.js';
 export { createUpstream } from './upstream/index.js';
 export { createFills, type Fills, type FillsOptions } from './fill/index.js';

@@ -22,8 +22,9 @@ import { createListener } from './listener/index.js';
 import { createLogger } from './logging/index.js';
 import { createMetrics, type Metrics } from './metrics/index.js';
 import { createMirror, type Mirror, type MirrorOptions } from '../middleware/mirror/index.js';
-import { adminToken } from '../middleware/mirror/config-files.js';
+import { adminToken, type OnSecretReload } from '../middleware/mirror/config-files.js';
 import { createStatus, type Status } from './status/index.js';
+import type { Secret } from './secrets.js';
 
 export interface ServerOptions extends MirrorOptions {
   /** Defaults to `createLogger()`, which redacts credentials; a logger of your own should use its `redact`. */
@@ -95,10 +96,11 @@ export async function startServer(config: MirrorConfig, options: ServerOptions =
   const logger = options.logger ?? createLogger();
   // Redaction keeps the credentials in it out of the line.
   logger.debug({ config }, 'config');
-  const admin = adminToken(config.admin);
+  const onSecretReload = options.onSecretReload ?? secretReloadLog(logger);
+  const admin = adminToken(config.admin, onSecretReload);
   // Before the mirror: a certificate that cannot be read stops the start before anything runs.
   const listener = createListener(config.tls, { highWaterMark: RESPONSE_BUFFER, logger });
-  const mirror = await loggedMirror(config, options, logger).catch((err: unknown) => {
+  const mirror = await loggedMirror(config, { ...options, onSecretReload }, logger).catch((err: unknown) => {
     listener.close();
     throw err;
   });
@@ -152,6 +154,14 @@ export async function startServer(config: MirrorConfig, options: ServerOptions =
   };
 }
 
+/** A rotated secret file, named by its key and path (never its content). */
+function secretReloadLog(logger: Logger): OnSecretReload {
+  return ({ key, path, error }) => {
+    if (error === undefined) logger.info({ key, file: path }, 'secret file changed: its new content is in use');
+    else logger.warn({ key, file: path, error }, 'secret file changed but cannot be used: its last good content stays in use');
+  };
+}
+
 /** The mirror, with its failures logged at the level they deserve. */
 async function loggedMirror(config: MirrorConfig, options: ServerOptions, logger: Logger): Promise<Mirror> {
   const mirror = createMirror(config, {
@@ -194,7 +204,7 @@ function liveness(readiness: ReturnType<typeof createReadiness>): Koa.Middleware
 }
 
 /** The koa app: probes, metrics, the status page and admin API when enabled, then the mirror. */
-function appFor(mirror: Mirror, config: MirrorConfig, logger: Logger, adminToken: string | undefined): { app: Koa; metrics: Metrics; status: Status | undefined } {
+function appFor(mirror: Mirror, config: MirrorConfig, logger: Logger, adminToken: Secret | undefined): { app: Koa; metrics: Metrics; status: Status | undefined } {
   const app = new Koa();
   app.on('error', (err: NodeJS.ErrnoException, ctx?: Koa.Context) => {
     if (err.code && CLIENT_GONE.has(err.code)) return;

@@ -14,7 +14,7 @@ import type { Middleware, ParameterizedContext } from 'koa';
 import { isOciError } from '../../src/errors.js';
 import { trackPins } from '../../src/eviction/pins.js';
 import { readCapped } from '../../src/http.js';
-import { secretMatcher } from '../../src/secrets.js';
+import { secretMatcher, type Secret } from '../../src/secrets.js';
 import type { Mirror } from '../mirror/index.js';
 import { gc } from '../../src/admin/gc.js';
 import { parsePlatform } from '../../src/admin/image-ref.js';
@@ -27,8 +27,8 @@ const MAX_BODY = 64 * 1024;
 
 export interface AdminApiOptions {
   mirror: Mirror;
-  /** The bearer token every request must carry. */
-  token: string;
+  /** The bearer token every request must carry; a function is asked on every request (a rotated token file). */
+  token: Secret;
 }
 
 class AdminError extends Error {

@@ -1,11 +1,13 @@
 /**
- * An htpasswd file with bcrypt entries (`htpasswd -B`, as distribution uses). Verified
- * credentials are remembered for a while by a hash of user and password: bcrypt is meant to
- * be slow, and clients send Basic credentials on every request.
+ * An htpasswd file with bcrypt entries (`htpasswd -B`, as distribution uses), read again once
+ * it changed (see FileSecret). Verified credentials are remembered for a while by a hash of
+ * user, password and bcrypt hash: bcrypt is meant to be slow, and clients send Basic credentials
+ * on every request; a changed entry is a new hash, so a rotated password is never remembered.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import bcrypt from 'bcryptjs';
+import { FileSecret, type SecretReload } from '../../src/secret-file.js';
+import { currentSecret, type Secret } from '../../src/secrets.js';
 
 export interface Htpasswd {
   verify(username: string, password: string): Promise<boolean>;
@@ -30,15 +32,17 @@ export function parseHtpasswd(text: string, source = 'htpasswd'): Map<string, st
   return users;
 }
 
-export function loadHtpasswd(path: string): Htpasswd {
-  return htpasswd(parseHtpasswd(readFileSync(path, 'utf8'), path));
+/** Throws when the file cannot be read or parsed now; later changes that cannot are reported to `onReload`. */
+export function loadHtpasswd(path: string, onReload?: (reload: SecretReload) => void): Htpasswd {
+  const file = new FileSecret({ path, key: 'auth.htpasswd', parse: (text) => parseHtpasswd(text, path), onReload });
+  return htpasswd(() => file.current());
 }
 
-export function htpasswd(users: Map<string, string>): Htpasswd {
+export function htpasswd(users: Secret<Map<string, string>>): Htpasswd {
   const remembered = new Map<string, number>();
   return {
     async verify(username, password) {
-      const hash = users.get(username);
+      const hash = currentSecret(users).get(username);
       if (hash === undefined) return false;
       const key = createHash('sha256').update(`${username}\0${password}\0${hash}`).digest('base64url');
       const until = remembered.get(key);

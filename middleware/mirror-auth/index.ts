@@ -7,7 +7,7 @@
 import type { Middleware } from 'koa';
 import { pullRules, type AccessRule } from '../../src/access/rules.js';
 import { OciError } from '../../src/errors.js';
-import { secretMatcher } from '../../src/secrets.js';
+import { secretMatcher, type Secret } from '../../src/secrets.js';
 import type { UpstreamTarget } from '../../src/state.js';
 import '../shared/state.js';
 import { presented, unauthorized } from '../shared/credentials.js';
@@ -18,7 +18,8 @@ export type { AccessRule } from '../../src/access/rules.js';
 
 export interface ClientIdentifierOptions {
   htpasswd?: Htpasswd;
-  tokens?: ReadonlyArray<{ name: string; token: string }>;
+  /** A function is asked on every use (a rotated token file). */
+  tokens?: ReadonlyArray<{ name: string; token: Secret }>;
 }
 
 /**

@@ -10,37 +10,51 @@ import { loadHtpasswd, type Htpasswd } from '../mirror-auth/index.js';
 import { ConfigError, type MirrorConfig, type UpstreamConfig } from '../../src/config.js';
 import { replicationSecret } from '../../src/replication/index.js';
 import { readListenerTls } from '../../src/listener/index.js';
-import { readSecret } from '../../src/secrets.js';
+import type { SecretReload } from '../../src/secret-file.js';
+import { rotatingSecret, type Secret } from '../../src/secrets.js';
 import { readUpstreamTls } from '../../src/upstream/trust.js';
 import type { UpstreamCredentials } from '../../src/upstream/types.js';
 
-export function upstreamToken(u: UpstreamConfig): string | undefined {
-  return readSecret({ value: u.token, file: u.tokenFile, env: u.tokenEnv }, `upstreams[${u.name}].token`);
+/** Told when a secret file changed: whether its new content was taken. */
+export type OnSecretReload = (reload: SecretReload) => void;
+
+// Secrets in files are read again when the files change (rotatingSecret): a rotation needs no restart.
+
+export function upstreamToken(u: UpstreamConfig, onReload?: OnSecretReload): Secret | undefined {
+  return rotatingSecret({ value: u.token, file: u.tokenFile, env: u.tokenEnv }, `upstreams[${u.name}].token`, onReload);
 }
 
-export function upstreamCredentials(u: UpstreamConfig): UpstreamCredentials | undefined {
-  if (u.username === undefined) return undefined;
-  const password = readSecret({ value: u.password, file: u.passwordFile, env: u.passwordEnv }, `upstreams[${u.name}].password`);
-  return password === undefined ? undefined : { username: u.username, password };
+export function upstreamCredentials(u: UpstreamConfig, onReload?: OnSecretReload): Secret<UpstreamCredentials> | undefined {
+  const { username } = u;
+  if (username === undefined) return undefined;
+  const password = rotatingSecret({ value: u.password, file: u.passwordFile, env: u.passwordEnv }, `upstreams[${u.name}].password`, onReload);
+  if (password === undefined) return undefined;
+  if (typeof password === 'string') return { username, password };
+  let credentials = { username, password: password() };
+  return () => {
+    const now = password();
+    if (now !== credentials.password) credentials = { username, password: now };
+    return credentials;
+  };
 }
 
-export function htpasswdFrom(auth: MirrorConfig['auth']): Htpasswd | undefined {
+export function htpasswdFrom(auth: MirrorConfig['auth'], onReload?: OnSecretReload): Htpasswd | undefined {
   if (auth.htpasswd === undefined) return undefined;
   try {
-    return loadHtpasswd(auth.htpasswd);
+    return loadHtpasswd(auth.htpasswd, onReload);
   } catch (err) {
     throw new ConfigError(`auth.htpasswd: ${(err as Error).message}`);
   }
 }
 
-export function clientToken(auth: MirrorConfig['auth'], i: number): string {
+export function clientToken(auth: MirrorConfig['auth'], i: number, onReload?: OnSecretReload): Secret {
   const t = auth.tokens[i]!;
-  return readSecret({ value: t.token, file: t.tokenFile, env: t.tokenEnv }, `auth.tokens[${i}].token`)!;
+  return rotatingSecret({ value: t.token, file: t.tokenFile, env: t.tokenEnv }, `auth.tokens[${i}].token`, onReload)!;
 }
 
 /** The admin API's token; undefined while the API is off, which then needs none. */
-export function adminToken({ enabled, token, tokenFile, tokenEnv }: MirrorConfig['admin']): string | undefined {
-  return enabled ? readSecret({ value: token, file: tokenFile, env: tokenEnv }, 'admin.token') : undefined;
+export function adminToken({ enabled, token, tokenFile, tokenEnv }: MirrorConfig['admin'], onReload?: OnSecretReload): Secret | undefined {
+  return enabled ? rotatingSecret({ value: token, file: tokenFile, env: tokenEnv }, 'admin.token', onReload) : undefined;
 }
 
 /** One read each, so that one missing file does not hide the next. */

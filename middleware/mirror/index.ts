@@ -5,7 +5,7 @@
 import type { Middleware } from 'koa';
 import compose from 'koa-compose';
 import { clientIdentifier, mirrorAuth, type IdentifyClient } from '../mirror-auth/index.js';
-import { clientToken, htpasswdFrom, upstreamCredentials, upstreamToken } from './config-files.js';
+import { clientToken, htpasswdFrom, upstreamCredentials, upstreamToken, type OnSecretReload } from './config-files.js';
 import { upstreamAccess } from '../upstream-access/index.js';
 import { blobCache, type BlobRedirectOptions } from '../blob-cache/index.js';
 import { ociErrors, type OciErrorsOptions } from '../oci-errors/index.js';
@@ -42,6 +42,8 @@ export interface MirrorOptions {
   onError?: OciErrorsOptions['onError'];
   /** Told when work in the background (eviction) fails; it is tried again later. */
   onBackgroundError?: (err: unknown, task: string) => void;
+  /** Told when a secret file changed (passwordFile, tokenFile, auth.htpasswd): taken, or kept at its last good content and why. */
+  onSecretReload?: OnSecretReload;
   /**
    * `false`: no start-up recovery of storage and no eviction, for short-lived tools (`oci-mirror
    * warm`, `ls`, `purge`) that may share the storage with a running server, whose fills in
@@ -81,13 +83,13 @@ export interface Mirror extends Middleware {
 
 export { createStorage };
 
-export function createUpstreams(config: MirrorConfig['upstreams']): FailoverUpstream[] {
+export function createUpstreams(config: MirrorConfig['upstreams'], onSecretReload?: OnSecretReload): FailoverUpstream[] {
   return config.map((u) =>
     createFailoverUpstream({
       name: u.name,
       urls: u.urls,
-      credentials: upstreamCredentials(u),
-      token: upstreamToken(u),
+      credentials: upstreamCredentials(u, onSecretReload),
+      token: upstreamToken(u, onSecretReload),
       timeouts: u.timeouts,
       connections: u.connections,
       proxy: u.proxy,
@@ -98,12 +100,12 @@ export function createUpstreams(config: MirrorConfig['upstreams']): FailoverUpst
 }
 
 /** How the mirror recognizes its clients, when the config protects it. */
-function identityFrom(config: MirrorConfig): IdentifyClient | undefined {
+function identityFrom(config: MirrorConfig, onSecretReload: OnSecretReload | undefined): IdentifyClient | undefined {
   const { auth } = config;
   if (!isProtected(auth)) return undefined;
   return clientIdentifier({
-    htpasswd: htpasswdFrom(auth),
-    tokens: auth.tokens.map((t, i) => ({ name: t.name, token: clientToken(auth, i) })),
+    htpasswd: htpasswdFrom(auth, onSecretReload),
+    tokens: auth.tokens.map((t, i) => ({ name: t.name, token: clientToken(auth, i, onSecretReload) })),
   });
 }
 
@@ -196,7 +198,7 @@ export function createMirror(config: MirrorConfig, options: MirrorOptions = {}):
   // Everything below reads and writes through the memo, so that its deletes reach it too.
   const { tagTtl, memoBytes } = config.cache;
   const storage = memoStorage(stored, { budget: memoBytes, maxAge: tagTtl, expiresAt: tagRecordExpiry(tagTtl) });
-  const upstreams = options.upstreams ?? createUpstreams(config.upstreams);
+  const upstreams = options.upstreams ?? createUpstreams(config.upstreams, options.onSecretReload);
   const events = new MirrorEvents();
   const replication = config.replication && replicationFromConfig(config.replication);
   const fills = createFills({
@@ -227,7 +229,7 @@ export function createMirror(config: MirrorConfig, options: MirrorOptions = {}):
     ? backgroundFrom(config, { routing, manifests, links, fills, storage, events }, { ready, turns: replication?.evictionTurns, onError: options.onBackgroundError })
     : {};
 
-  const identify = identityFrom(config);
+  const identify = identityFrom(config, options.onSecretReload);
   const chain = chainFrom(config, { routing, identify, manifests, links, fills, storage, events }, options);
   const unhandled = async () => {
     // Every /v2/ route is claimed above; reaching here means a custom chain dropped one.

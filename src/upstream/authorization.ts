@@ -3,6 +3,7 @@
  * token as is, else a cached Bearer token up front once a realm is known, or Basic once the
  * upstream asked for it; a challenge is answered with a token exchange or Basic, once.
  */
+import { currentSecret, type Secret } from '../secrets.js';
 import { discard } from './body.js';
 import { basicAuthorization, type BearerChallenge, type TokenSource } from './token.js';
 import type { UpstreamCredentials, UpstreamResponse } from './types.js';
@@ -19,14 +20,12 @@ export class UpstreamAuthorization {
   private bearer: BearerChallenge | undefined;
   /** Set once the upstream asked for Basic: from then on credentials go out up front. */
   private basicWanted = false;
-  private readonly staticToken: string | undefined;
 
   constructor(
     private readonly tokens: TokenSource,
-    token: string | undefined,
-  ) {
-    this.staticToken = token === undefined ? undefined : `Bearer ${token}`;
-  }
+    /** A static token, read on every request: its file may have been rotated. */
+    private readonly staticToken: Secret | undefined,
+  ) {}
 
   /** A static token is all there is: a 401 to it is the answer. */
   get fixed(): boolean {
@@ -35,7 +34,7 @@ export class UpstreamAuthorization {
 
   /** What goes out with the first try, before the upstream has challenged this request. */
   upfront(scope: string | undefined, creds: UpstreamCredentials | undefined): Credential | undefined {
-    if (this.staticToken !== undefined) return { authorization: this.staticToken };
+    if (this.staticToken !== undefined) return { authorization: `Bearer ${currentSecret(this.staticToken)}` };
     if (this.bearer !== undefined) {
       const token = this.tokens.cached(this.bearer, scope, creds);
       if (token !== undefined) return { authorization: `Bearer ${token}`, token };

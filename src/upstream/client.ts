@@ -9,6 +9,7 @@ import { UpstreamAuthorization } from './authorization.js';
 import { discard } from './body.js';
 import { createEgress } from './egress.js';
 import { shortReason } from './reason.js';
+import { currentSecret } from '../secrets.js';
 import { createTokenSource } from './token.js';
 import type { Upstream, UpstreamCredentials, UpstreamOptions, UpstreamRequest, UpstreamResponse } from './types.js';
 
@@ -30,7 +31,8 @@ interface Transport {
 }
 
 export function createUpstream(options: UpstreamOptions): Upstream {
-  const { name, credentials } = options;
+  const { name } = options;
+  const credentials = () => (options.credentials === undefined ? undefined : currentSecret(options.credentials));
   const base = parseUpstreamUrl(options.url);
   const timeouts = { ...DEFAULT_TIMEOUTS, ...definedOnly(options.timeouts ?? {}) };
   const injected = options.dispatcher;
@@ -40,7 +42,8 @@ export function createUpstream(options: UpstreamOptions): Upstream {
   const dispatcherFor = (o: string): Dispatcher => (o === base.origin ? pool : elsewhere);
   const transport: Transport = { name, origin: base.origin, prefix: base.pathname.replace(/\/+$/, ''), timeouts, dispatcherFor };
 
-  const tokens = createTokenSource({ name, upstream: base, credentials, dispatcherFor, timeout: timeouts.headers, userAgent: USER_AGENT });
+  // Credentials go with each call, as they are then: a password file may have been rotated.
+  const tokens = createTokenSource({ name, upstream: base, dispatcherFor, timeout: timeouts.headers, userAgent: USER_AGENT });
   const auth = new UpstreamAuthorization(tokens, options.token);
   return {
     name,
@@ -56,7 +59,7 @@ export function createUpstream(options: UpstreamOptions): Upstream {
 async function request(
   transport: Transport,
   auth: UpstreamAuthorization,
-  configured: UpstreamCredentials | undefined,
+  configured: () => UpstreamCredentials | undefined,
   req: UpstreamRequest,
 ): Promise<UpstreamResponse> {
   req.signal?.throwIfAborted();
@@ -66,7 +69,7 @@ async function request(
   const scope = req.repository === '' ? undefined : `repository:${req.repository}:pull`;
 
   // A client's forwarded credentials stand in for the configured ones, for this request only.
-  const creds = req.credentials ?? configured;
+  const creds = req.credentials ?? configured();
   const sent = auth.upfront(scope, creds);
   const res = await send(transport, req, url, sent?.authorization);
   // A 401 from a redirect target is that host's business; only the upstream's own challenges are answered.

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
+import type { Secret } from '../secrets.js';
 
 export interface UpstreamCredentials {
   username: string;
@@ -33,9 +34,10 @@ export interface UpstreamOptions {
   name: string;
   /** Where it is reached, e.g. `https://registry-1.docker.io`. */
   url: string;
-  credentials?: UpstreamCredentials;
+  /** A function is asked on every request (a rotated password file); tokens earned with other credentials are not reused. */
+  credentials?: Secret<UpstreamCredentials>;
   /** A static bearer token sent to the upstream's own origin on every request, instead of any handshake. */
-  token?: string;
+  token?: Secret;
   timeouts?: UpstreamTimeouts;
   /** Connections per origin. */
   connections?: number;

@@ -363,3 +363,34 @@ describe('basic credentials', () => {
     await text(anonymous.body);
   });
 });
+
+describe('rotated secrets (passwordFile, tokenFile)', () => {
+  it('exchanges the current password, and does not send a token the old one earned', async () => {
+    const fake = await fakeRegistry();
+    let password = 'old-pw';
+    const u = upstream({ url: fake.srv.origin, credentials: () => ({ username: 'bob', password }) });
+    await okBody(u, 'r', '/v2/r/manifests/a');
+    password = 'new-pw';
+    await okBody(u, 'r', '/v2/r/manifests/b');
+    await okBody(u, 'r', '/v2/r/manifests/c');
+    expect(fake.tokenFetches.map((f) => f.authorization)).toEqual([
+      `Basic ${Buffer.from('bob:old-pw').toString('base64')}`,
+      `Basic ${Buffer.from('bob:new-pw').toString('base64')}`,
+    ]);
+    expect(fake.seen).toEqual([undefined, 'Bearer tok-1', undefined, 'Bearer tok-2', 'Bearer tok-2']);
+  });
+
+  it('sends the current static token on every request', async () => {
+    const seen: Array<string | undefined> = [];
+    const srv = await startServer((req, res, url) => {
+      seen.push(req.headers.authorization);
+      json(res, 200, { path: url.pathname });
+    });
+    let token = 'first-token';
+    const u = upstream({ url: srv.origin, token: () => token });
+    await okBody(u, 'r', '/v2/r/manifests/a');
+    token = 'second-token';
+    await okBody(u, 'r', '/v2/r/manifests/a');
+    expect(seen).toEqual(['Bearer first-token', 'Bearer second-token']);
+  });
+});
