@@ -28,6 +28,29 @@ describe('Links', () => {
     expect(await meta.get(linkKey(D, route('open.test', 'team/app')))).toMatchObject({ at: expect.any(Number) });
   });
 
+  it('holds a link in memory while its record is written, and forgets it when the write fails', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let fail = false;
+    const slow: MetadataStore = {
+      ...meta,
+      get: (key) => meta.get(key),
+      set: async (key, value) => {
+        await gate;
+        if (fail) throw new Error('disk full');
+        return meta.set(key, value);
+      },
+    };
+    const links = new Links(slow);
+    const writing = links.add(D, route('u', 'r'));
+    // The upstream has just said so: no second question while the record is on its way.
+    expect(await links.has(D, route('u', 'r'))).toBe(true);
+    fail = true;
+    release();
+    await expect(writing).rejects.toThrow('disk full');
+    expect(await links.has(D, route('u', 'r'))).toBe(false);
+  });
+
   it('asks once for concurrent confirmations, and links only on a yes', async () => {
     const links = new Links(meta);
     let asked = 0;

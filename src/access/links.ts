@@ -51,11 +51,20 @@ export class Links {
     return true;
   }
 
-  /** Records that `route`'s upstream has `digest`. */
+  /**
+   * Records that `route`'s upstream has `digest`. Memory holds the link at once, while the record
+   * is written: the upstream has just said so, and a request through that route meanwhile (the
+   * fill's own client, say) must not ask it again. A record that cannot be written is forgotten.
+   */
   async add(digest: string, route: LinkedRoute): Promise<void> {
     if (this.remembers(digest, route)) return;
-    await this.meta.set(linkKey(digest, route), { at: this.now() });
     this.keep(digest, route);
+    try {
+      await this.meta.set(linkKey(digest, route), { at: this.now() });
+    } catch (err) {
+      this.unkeep(digest, route);
+      throw err;
+    }
   }
 
   /**
@@ -90,6 +99,13 @@ export class Links {
 
   private remembers(digest: string, route: LinkedRoute): boolean {
     return this.known.get(digest)?.has(routeKey(route)) === true;
+  }
+
+  private unkeep(digest: string, route: LinkedRoute): void {
+    const routes = this.known.get(digest);
+    if (!routes?.delete(routeKey(route))) return;
+    this.knownCount--;
+    if (routes.size === 0) this.known.delete(digest);
   }
 
   private keep(digest: string, route: LinkedRoute): void {

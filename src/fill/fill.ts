@@ -211,6 +211,9 @@ export class Fill implements FillView {
       }
       const dir = await this.openSpool(run);
       const res = await source(signal);
+      // Awaited at the commit; until then a failure of it must not go unheard.
+      res.beforeCommit?.catch(() => {});
+      run.beforeCommit = res.beforeCommit;
       run.body = res.body;
       this.#size = res.size;
       this.#relayed = res.relayed === true;
@@ -230,9 +233,9 @@ export class Fill implements FillView {
       run.putAbort.abort(error);
       readyReject(error);
       this.notify();
-      // The fill is over only when the store has cleaned up after the aborted put too, and the
-      // hash worker has let go of the spool.
-      await Promise.allSettled([run.put, run.spoolPath && unlink(run.spoolPath), this.stopHashing()]);
+      // The fill is over only when the store has cleaned up after the aborted put too, the hash
+      // worker has let go of the spool, and what the source started has finished writing.
+      await Promise.allSettled([run.put, run.spoolPath && unlink(run.spoolPath), this.stopHashing(), run.beforeCommit]);
       throw error;
     } finally {
       run.release?.();
@@ -311,6 +314,7 @@ export class Fill implements FillView {
   /** Puts the verified blob in the store: by rename, through the put that followed the fill, or by a put now. */
   private async commit(res: FillSourceResponse, run: RunState): Promise<void> {
     const { store } = this.options;
+    await res.beforeCommit;
     if (res.relayed && (await store.stat(this.digest.value))) {
       // The holder committed it (its relay holds the last byte until then): no second upload.
       if (run.spoolPath) await unlink(run.spoolPath);
@@ -334,6 +338,7 @@ interface RunState {
   put?: Promise<unknown>;
   putAbort: AbortController;
   release?: () => void;
+  beforeCommit?: Promise<unknown>;
 }
 
 /** How much of the newest data a fill keeps in memory for the readers that follow it live. */

@@ -12,6 +12,8 @@ export interface FillSourceResponse {
    * fill only verifies them, and commits only if the blob is still missing once verified.
    */
   relayed?: boolean;
+  /** Work the source started that must succeed before the blob is committed (the route's link); its failure fails the fill. */
+  beforeCommit?: Promise<unknown>;
 }
 
 /** Opens the upstream body; rejects with an OciError for an upstream that answers with an error. */

@@ -13,7 +13,9 @@ import { digestCandidates, firstAnswer } from './fallback.js';
 
 /**
  * The upstream GET a blob fill is made from. An upstream that answers it has the blob for this
- * route, so the route is linked before the first byte is passed on.
+ * route, so the route is linked: at once in memory, and in the store before the blob is
+ * committed. The record's write (two fsyncs on fs) runs beside the body, not before its first
+ * byte: a small layer would otherwise wait on the disk before the client sees anything.
  */
 export function upstreamBlob(target: UpstreamTarget, digest: Digest, links: Links): FillSource {
   return (signal) =>
@@ -28,13 +30,7 @@ export function upstreamBlob(target: UpstreamTarget, digest: Digest, links: Link
           signal,
         });
         if (res.status !== 200) throw await upstreamError(res, 'BLOB_UNKNOWN');
-        try {
-          await links.add(digest.value, target);
-        } catch (err) {
-          res.body.destroy();
-          throw err;
-        }
-        return { size: declaredLength(res.headers), body: res.body };
+        return { size: declaredLength(res.headers), body: res.body, beforeCommit: links.add(digest.value, target) };
       },
       signal,
     );
