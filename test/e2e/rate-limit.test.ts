@@ -173,12 +173,12 @@ describe.skipIf(!requireTools(['docker-registry', 'skopeo']))('an upstream that 
 
   it('sends requests to the upstream again once the back-off is over', async () => {
     const digest = late.blobs[0]!.digest;
-    otherFront!.behave(refusing(3));
+    otherFront!.behave(refusing(5));
     otherFront!.reset();
     const url = blobUrl('other.test/team/late', digest);
     const passedOn = await raw(url);
     expect(passedOn.status).toBe(429);
-    expect(passedOn.headers['retry-after']).toBe('3');
+    expect(passedOn.headers['retry-after']).toBe('5');
     const held = await raw(url);
     expect(held.status).toBe(429);
     expect(otherFront!.count('*')).toBe(1);
