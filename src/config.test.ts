@@ -28,6 +28,7 @@ describe('config', () => {
     });
     expect(c.upstreams[0]!.urls).toEqual(['https://registry-1.docker.io']);
     expect(c.upstreams[0]!.health).toEqual({ maxFails: 1, failTimeout: 30_000, probeInterval: 1_000 });
+    expect(c.upstreams[0]!.rateLimit).toEqual({ backoff: 60_000, maxBackoff: 3_600_000 });
   });
 
   // A parsed config is never parsed again: createMirror and startServer take the parsed type.
@@ -62,6 +63,7 @@ describe('config', () => {
       'fallbackGroups[0].upstreams[1]: no upstream is named "nope.io"',
     ],
     [{ upstreams: [{ name: 'a.io', url: 'https://a', health: { maxFails: 0 } }] }, 'upstreams[0].health.maxFails'],
+    [{ upstreams: [{ name: 'a.io', url: 'https://a', rateLimit: { backoff: 'soon' } }] }, 'upstreams[0].rateLimit.backoff'],
     [{ cache: { tagTTL: '5m' } }, 'cache: Unrecognized key: "tagTTL"'],
     [
       { upstreams: [{ name: 'a.io', url: 'https://a', username: 'u', password: 'p', passwordFile: '/f' }] },

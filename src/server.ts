@@ -180,6 +180,8 @@ async function loggedMirror(config: MirrorConfig, options: ServerOptions, logger
   mirror.events.on('fill:end', (e) => {
     if (e.refused) logger.warn({ digest: e.digest, reason: e.refused.reason, bytes: e.bytes }, e.refused.message);
   });
+  // Once per back-off: the requests it turns away each have their own line already.
+  mirror.events.on('upstream:backoff', (e) => logger.warn(e, `upstream ${e.upstream} is rate limiting; no requests to it for ${e.seconds}s`));
   return mirror;
 }
 

@@ -31,6 +31,7 @@ import { memoStorage } from '../../src/memo/storage.js';
 import { tagRecordExpiry } from '../../src/manifests/keys.js';
 import { blobRedirect, createStorage } from '../../src/storage-config.js';
 import { createFailoverUpstream, type FailoverUpstream } from '../../src/upstream/failover.js';
+import type { RateLimitOptions } from '../../src/upstream/rate-limit.js';
 import { readUpstreamTls } from '../../src/upstream/trust.js';
 import type { Upstream } from '../../src/upstream/types.js';
 
@@ -83,7 +84,10 @@ export interface Mirror extends Middleware {
 
 export { createStorage };
 
-export function createUpstreams(config: MirrorConfig['upstreams'], onSecretReload?: OnSecretReload): FailoverUpstream[] {
+export function createUpstreams(
+  config: MirrorConfig['upstreams'],
+  { onBackoff, onSecretReload }: Pick<RateLimitOptions, 'onBackoff'> & { onSecretReload?: OnSecretReload } = {},
+): FailoverUpstream[] {
   return config.map((u) =>
     createFailoverUpstream({
       name: u.name,
@@ -95,6 +99,7 @@ export function createUpstreams(config: MirrorConfig['upstreams'], onSecretReloa
       proxy: u.proxy,
       tls: readUpstreamTls(u.tls, `upstreams[${u.name}].tls`),
       health: u.health,
+      rateLimit: { ...u.rateLimit, onBackoff },
     }),
   );
 }
@@ -198,8 +203,9 @@ export function createMirror(config: MirrorConfig, options: MirrorOptions = {}):
   // Everything below reads and writes through the memo, so that its deletes reach it too.
   const { tagTtl, memoBytes } = config.cache;
   const storage = memoStorage(stored, { budget: memoBytes, maxAge: tagTtl, expiresAt: tagRecordExpiry(tagTtl) });
-  const upstreams = options.upstreams ?? createUpstreams(config.upstreams, options.onSecretReload);
   const events = new MirrorEvents();
+  const upstreams =
+    options.upstreams ?? createUpstreams(config.upstreams, { onBackoff: (e) => events.emit('upstream:backoff', e), onSecretReload: options.onSecretReload });
   const replication = config.replication && replicationFromConfig(config.replication);
   const fills = createFills({
     store: storage.blobs,

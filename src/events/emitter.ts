@@ -4,6 +4,7 @@
  * count each other's pulls.
  */
 import type { FillRefusalReason } from '../fill/limits.js';
+import type { BackoffEvent } from '../upstream/rate-limit.js';
 
 export type CacheResult = 'HIT' | 'MISS' | 'JOIN' | 'REVALIDATED' | 'STALE';
 export type ContentKind = 'manifest' | 'blob';
@@ -101,6 +102,8 @@ export interface MirrorEventMap {
   'fill:start': FillStartEvent;
   'fill:end': FillEndEvent;
   upstream: UpstreamEvent;
+  /** An upstream answered 429 and gets no requests for a while (once per back-off, not per 429). */
+  'upstream:backoff': BackoffEvent;
   eviction: EvictionEvent;
   stored: StoredEvent;
 }

@@ -13,5 +13,6 @@ export {
   type StoredEvent,
   type UpstreamEvent,
 } from './emitter.js';
+export type { BackoffEvent } from '../upstream/rate-limit.js';
 export { observeFills } from './fills.js';
 export { observeUpstream } from './upstream.js';

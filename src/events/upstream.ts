@@ -4,6 +4,7 @@
  * headers, the part the upstream is responsible for (a body's pace is the network's).
  */
 import { isOciError } from '../errors.js';
+import { heldOff } from '../upstream/rate-limit.js';
 import { shortReason } from '../upstream/reason.js';
 import type { Upstream } from '../upstream/types.js';
 import type { MirrorEvents } from './emitter.js';
@@ -24,10 +25,12 @@ export function observeUpstream(upstream: Upstream, events: MirrorEvents): Upstr
         events.emit('upstream', { ...base, status: res.status, durationMs: performance.now() - started });
         return res;
       } catch (err) {
-        events.emit('upstream', { ...base, error: errorReason(err, req.signal), durationMs: performance.now() - started });
+        // Held off by a back-off: nothing was sent, so there is no upstream request to count.
+        if (!heldOff(err)) events.emit('upstream', { ...base, error: errorReason(err, req.signal), durationMs: performance.now() - started });
         throw err;
       }
     },
+    ...(upstream.rateLimit && { rateLimit: upstream.rateLimit.bind(upstream) }),
     close: () => upstream.close(),
   };
 }

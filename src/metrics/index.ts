@@ -6,6 +6,8 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { CacheResult, MirrorEvents } from '../events/index.js';
 import type { Fills } from '../fill/index.js';
+import type { RateLimitSnapshot } from '../upstream/rate-limit.js';
+import type { Upstream } from '../upstream/types.js';
 
 /** What eviction knows about the store's contents. */
 export interface StorageStats {
@@ -19,6 +21,8 @@ export interface MetricsSource {
   readonly fills: Pick<Fills, 'size'>;
   /** Present when eviction tracks the store (only then is its size known without a scan). */
   readonly eviction?: { stats(): StorageStats } | undefined;
+  /** Upstreams whose rate limits are shown (those that track them: `rateLimit()`). */
+  readonly upstreams?: ReadonlyArray<Pick<Upstream, 'name' | 'rateLimit'>>;
 }
 
 export interface MetricsOptions {
@@ -165,6 +169,14 @@ export function createMetrics(mirror: MetricsSource, options: MetricsOptions = {
     });
   }
 
+  rateLimitGauges(mirror.upstreams ?? [], registers);
+  const backoffs = new Counter({
+    name: 'oci_mirror_upstream_ratelimit_backoffs_total',
+    help: 'Back-offs started by a 429 from an upstream (during one, the upstream gets no requests).',
+    labelNames: ['upstream'] as const,
+    registers,
+  });
+
   const { events } = mirror;
   const unsubscribe = [
     events.on('request', (e) => {
@@ -193,6 +205,7 @@ export function createMetrics(mirror: MetricsSource, options: MetricsOptions = {
       if (e.bytes > 0 && e.source === 'replica') relayed.inc(e.bytes);
       else if (e.bytes > 0) fetched.inc({ kind: 'blob' }, e.bytes);
     }),
+    events.on('upstream:backoff', (e) => backoffs.inc({ upstream: e.upstream })),
     events.on('eviction', (e) => {
       evictions.inc({ kind: e.kind, reason: e.reason });
       evictedBytes.inc({ kind: e.kind }, e.bytes);
@@ -209,4 +222,34 @@ export function createMetrics(mirror: MetricsSource, options: MetricsOptions = {
       for (const off of unsubscribe.splice(0)) off();
     },
   };
+}
+
+/**
+ * What each upstream last said about its rate limit, read at scrape time. A figure it never sent
+ * has no series (an absent limit is not a limit of 0); the back-off is 0 when there is none.
+ */
+function rateLimitGauges(upstreams: ReadonlyArray<Pick<Upstream, 'name' | 'rateLimit'>>, registers: Registry[]): void {
+  const snapshots = () =>
+    upstreams.flatMap((u) => {
+      const snapshot = u.rateLimit?.();
+      return snapshot ? [{ upstream: u.name, snapshot }] : [];
+    });
+  const figure = (name: string, help: string, pick: (s: RateLimitSnapshot) => number | undefined) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['upstream'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const { upstream, snapshot } of snapshots()) {
+          const value = pick(snapshot);
+          if (value !== undefined) this.set({ upstream }, value);
+        }
+      },
+    });
+  figure('oci_mirror_upstream_ratelimit_limit', 'Requests the upstream allows per window, from its last ratelimit-limit header.', (s) => s.limit);
+  figure('oci_mirror_upstream_ratelimit_remaining', 'Requests left in the window, from the upstream\'s last ratelimit-remaining header.', (s) => s.remaining);
+  figure('oci_mirror_upstream_ratelimit_window_seconds', 'The window the upstream\'s limit counts over (the ;w= of its headers).', (s) => s.window);
+  figure('oci_mirror_upstream_ratelimit_backoff_seconds', 'Seconds until the upstream gets requests again after a 429; 0 when it gets them now.', (s) => s.backoffSeconds);
 }

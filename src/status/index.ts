@@ -10,6 +10,7 @@ import type { MirrorEvents } from '../events/index.js';
 import type { Fill } from '../fill/index.js';
 import { summarize, type UpstreamHealthSummary } from '../health/readiness.js';
 import type { Storage } from '../storage.js';
+import type { RateLimitSnapshot } from '../upstream/rate-limit.js';
 import type { Upstream } from '../upstream/types.js';
 import { hitRatio, readFigures } from './figures.js';
 import { trackFills, type FillStatus } from './fills.js';
@@ -64,6 +65,8 @@ export interface StatusOptions {
 export interface UpstreamStatus extends UpstreamHealthSummary {
   requests: number;
   errors: number;
+  /** Present once the upstream has sent rate-limit headers or a 429 holds it off. */
+  rateLimit?: RateLimitSnapshot;
 }
 
 export interface StatusSnapshot {
@@ -157,7 +160,11 @@ export function createStatus(mirror: StatusSource, metrics: { readonly registry:
           storageBytes: f.storageBytes ?? null,
         },
         series: sampler.series(),
-        upstreams: mirror.upstreams.map((u) => ({ ...summarize(u), ...(f.upstreams.get(u.name) ?? { requests: 0, errors: 0 }) })),
+        upstreams: mirror.upstreams.map((u) => ({
+          ...summarize(u),
+          ...(f.upstreams.get(u.name) ?? { requests: 0, errors: 0 }),
+          ...rateLimitOf(u),
+        })),
         fills: inFlight.fills,
         hiddenFills: inFlight.hidden,
         largest: largest.current(visible),
@@ -170,4 +177,11 @@ export function createStatus(mirror: StatusSource, metrics: { readonly registry:
       fills.stop();
     },
   };
+}
+
+/** Nothing for an upstream that never spoke of limits, so that its entry reads as before. */
+function rateLimitOf(upstream: Upstream): { rateLimit?: RateLimitSnapshot } {
+  const snapshot = upstream.rateLimit?.();
+  if (!snapshot || (snapshot.limit === undefined && snapshot.remaining === undefined && snapshot.backoffSeconds === 0)) return {};
+  return { rateLimit: snapshot };
 }

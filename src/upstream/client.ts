@@ -8,6 +8,7 @@ import { OciError } from '../errors.js';
 import { UpstreamAuthorization } from './authorization.js';
 import { discard } from './body.js';
 import { createEgress } from './egress.js';
+import { RateLimit } from './rate-limit.js';
 import { shortReason } from './reason.js';
 import { currentSecret } from '../secrets.js';
 import { createTokenSource } from './token.js';
@@ -45,10 +46,18 @@ export function createUpstream(options: UpstreamOptions): Upstream {
   // Credentials go with each call, as they are then: a password file may have been rotated.
   const tokens = createTokenSource({ name, upstream: base, dispatcherFor, timeout: timeouts.headers, userAgent: USER_AGENT });
   const auth = new UpstreamAuthorization(tokens, options.token);
+  const limits = options.rateLimit instanceof RateLimit ? options.rateLimit : new RateLimit(name, options.rateLimit);
   return {
     name,
     url: options.url,
-    request: (req) => request(transport, auth, credentials, req),
+    async request(req) {
+      limits.check();
+      const res = await request(transport, auth, credentials, req);
+      // A redirect target's limits (a CDN's) are its own business, as its 401s are.
+      if (new URL(res.url).origin === transport.origin) limits.observe(res.status, res.headers);
+      return res;
+    },
+    rateLimit: () => limits.snapshot(),
     async close() {
       tokens.close();
       if (injected === undefined) await Promise.all([pool.close(), elsewhere.close()]);

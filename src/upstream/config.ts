@@ -71,6 +71,11 @@ export const upstreamSchema = z
       })
       .strict()
       .prefault({}),
+    /** After a 429: how long the upstream gets no requests when it sends no Retry-After, and the most any Retry-After can ask. */
+    rateLimit: z
+      .object({ backoff: duration.prefault('60s'), maxBackoff: duration.prefault('1h') })
+      .strict()
+      .prefault({}),
     connections: z.number().int().positive().optional(),
     /** A forward proxy (`http://proxy:3128`), or `none`; absent: HTTPS_PROXY / HTTP_PROXY / NO_PROXY decide. */
     proxy: upstreamProxy.optional(),

@@ -9,6 +9,7 @@ import { OciError, isOciError } from '../errors.js';
 import { discard } from './body.js';
 import { createUpstream } from './client.js';
 import { Health, type HealthOptions, type HealthSnapshot } from './health.js';
+import { RateLimit } from './rate-limit.js';
 import type { Upstream, UpstreamOptions, UpstreamRequest, UpstreamResponse } from './types.js';
 
 export interface FailoverUpstreamOptions extends Omit<UpstreamOptions, 'url' | 'dispatcher'> {
@@ -28,7 +29,9 @@ export interface FailoverUpstream extends Upstream {
 export function createFailoverUpstream(options: FailoverUpstreamOptions): FailoverUpstream {
   const { urls, health: healthOptions, create = createUpstream, ...rest } = options;
   if (urls.length === 0) throw new TypeError(`upstream ${options.name} needs at least one URL`);
-  const members = urls.map((url) => ({ url, upstream: create({ ...rest, url }), health: new Health(healthOptions) }));
+  // One limit for all the URLs: a 429 from one says the upstream counts this client, whichever URL it used.
+  const limits = rest.rateLimit instanceof RateLimit ? rest.rateLimit : new RateLimit(options.name, rest.rateLimit);
+  const members = urls.map((url) => ({ url, upstream: create({ ...rest, rateLimit: limits, url }), health: new Health(healthOptions) }));
   const now = healthOptions?.now ?? Date.now;
 
   async function request(req: UpstreamRequest): Promise<UpstreamResponse> {
@@ -82,6 +85,7 @@ export function createFailoverUpstream(options: FailoverUpstreamOptions): Failov
     urls,
     request,
     health: () => members.map((m) => ({ url: m.url, ...m.health.snapshot(lastResort()) })),
+    rateLimit: () => limits.snapshot(),
     async close() {
       await Promise.allSettled(members.map((m) => m.upstream.close()));
     },

@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Secret } from '../secrets.js';
+import type { RateLimit, RateLimitOptions, RateLimitSnapshot } from './rate-limit.js';
 
 export interface UpstreamCredentials {
   username: string;
@@ -47,6 +48,8 @@ export interface UpstreamOptions {
    */
   proxy?: string;
   tls?: UpstreamTls;
+  /** Back-off after a 429 (see rate-limit.ts); a `RateLimit` itself is shared state, as between the URLs of one upstream. */
+  rateLimit?: RateLimitOptions | RateLimit;
   /** Injected for tests; the upstream creates its own pools otherwise. */
   dispatcher?: Dispatcher;
 }
@@ -83,8 +86,11 @@ export interface Upstream {
    * Sends a request with authentication handled (Bearer handshake or basic), redirects
    * followed (never carrying `Authorization` to another origin). HTTP errors come back as
    * responses; only a failure to get any answer (refused, reset, timeout) rejects, with an
-   * OciError UNAVAILABLE carrying the cause.
+   * OciError UNAVAILABLE carrying the cause. While a 429 holds the upstream off, rejects with
+   * TOOMANYREQUESTS and the wait as `Retry-After`, sending nothing.
    */
   request(req: UpstreamRequest): Promise<UpstreamResponse>;
+  /** What the upstream last said about its rate limit, and any back-off; absent where it is not tracked. */
+  rateLimit?(): RateLimitSnapshot;
   close(): Promise<void>;
 }

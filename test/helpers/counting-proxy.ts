@@ -3,7 +3,9 @@
  * real server (a docker-registry), so that a test can tell exactly which upstream requests the
  * mirror made: which method, which path, and how many. Nothing is changed on the way, except
  * that `Host` names the server behind it. A request can also be held before it is relayed,
- * to keep the mirror's fetch of it in flight for as long as a test needs.
+ * to keep the mirror's fetch of it in flight for as long as a test needs. And it can play a
+ * front such as Docker Hub's: add headers to the answers it relays (`ratelimit-remaining`), or
+ * answer requests itself (a 429) without relaying them.
  */
 import { once } from 'node:events';
 import { createServer, request, type IncomingHttpHeaders } from 'node:http';
@@ -22,6 +24,14 @@ export interface Hold {
   release(): void;
 }
 
+/** What the proxy does besides relaying; each hook sees every request, recorded first. */
+export interface FrontBehaviour {
+  /** An answer of its own instead of relaying the request (a 429, say); undefined relays it. */
+  answer?(req: ProxiedRequest): { status: number; headers?: Record<string, string>; body?: string } | undefined;
+  /** Headers added to a relayed answer. */
+  headers?(req: ProxiedRequest): Record<string, string>;
+}
+
 export interface CountingProxy {
   /** `http://127.0.0.1:PORT`: give this to the mirror as the upstream URL. */
   readonly url: string;
@@ -31,6 +41,8 @@ export interface CountingProxy {
   count(method: string, pathPart?: string): number;
   /** Holds requests with this method whose path contains `pathPart` until released. */
   hold(method: string, pathPart: string): Hold;
+  /** From now on, behaves so (`{}`: a plain relay again). */
+  behave(behaviour: FrontBehaviour): void;
   /** Forgets the requests seen so far. */
   reset(): void;
   close(): Promise<void>;
@@ -40,9 +52,18 @@ export async function startCountingProxy(targetUrl: string): Promise<CountingPro
   const target = new URL(targetUrl);
   let requests: ProxiedRequest[] = [];
   const holds = new Set<{ method: string; pathPart: string; arrive(): void; released: Promise<void>; release(): void }>();
+  let behaviour: FrontBehaviour = {};
   const server = createServer(async (req, res) => {
     const path = req.url ?? '/';
-    requests.push({ method: req.method ?? 'GET', path, headers: req.headers });
+    const seen = { method: req.method ?? 'GET', path, headers: req.headers };
+    requests.push(seen);
+    const own = behaviour.answer?.(seen);
+    if (own) {
+      req.resume();
+      res.writeHead(own.status, own.headers).end(own.body);
+      return;
+    }
+    const added = behaviour.headers?.(seen) ?? {};
     for (const h of holds) {
       if (h.method !== req.method || !path.includes(h.pathPart)) continue;
       h.arrive();
@@ -57,7 +78,7 @@ export async function startCountingProxy(targetUrl: string): Promise<CountingPro
         headers: { ...req.headers, host: target.host },
       },
       (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        res.writeHead(answer.statusCode ?? 502, { ...answer.headers, ...added });
         answer.pipe(res);
       },
     );
@@ -94,6 +115,9 @@ export async function startCountingProxy(targetUrl: string): Promise<CountingPro
       };
       holds.add(h);
       return { arrived, release: h.release };
+    },
+    behave: (b) => {
+      behaviour = b;
     },
     reset: () => {
       requests = [];
