@@ -4,21 +4,25 @@
  * and its pagination links must not leak through as if they were ours.
  */
 import type { Middleware, ParameterizedContext } from 'koa';
-import type { CacheResult } from '../../src/events/index.js';
+import type { ListEvent, MirrorEvents } from '../../src/events/index.js';
 import { MediaTypes } from '../../src/media-types.js';
 import '../shared/state.js';
 import { ListCache, fetchReferrers, fetchTags, referrersQuery, tagsQuery, type ListKind, type ListResult } from '../../src/lists/index.js';
 import type { UpstreamTarget } from '../../src/state.js';
 import { requireTarget } from '../upstream-select/index.js';
 
+export { ListCache, type ListCacheOptions } from '../../src/lists/index.js';
+
 export interface ListProxyOptions {
   /** Largest tag list or referrers index accepted from an upstream. */
   maxBytes?: number;
   /** Keeps answers for outages and repeated requests; without it every request goes upstream. */
   cache?: ListCache;
+  /** Told the cache outcome of every list answered (only with a cache). */
+  events?: MirrorEvents;
 }
 
-export const listProxy = ({ maxBytes = 8 * 1024 * 1024, cache }: ListProxyOptions = {}): Middleware => {
+export const listProxy = ({ maxBytes = 8 * 1024 * 1024, cache, events }: ListProxyOptions = {}): Middleware => {
   const answer = <T>(kind: ListKind, target: UpstreamTarget, query: string, fetch: () => Promise<T>): Promise<ListResult<T>> =>
     cache ? cache.answer(kind, target, query, fetch) : fetch().then((value) => ({ value, cache: 'MISS' }));
 
@@ -30,7 +34,7 @@ export const listProxy = ({ maxBytes = 8 * 1024 * 1024, cache }: ListProxyOption
       const page = await answer('tags', target, tagsQuery(n, last), () => fetchTags(target, n, last, maxBytes));
       const link = nextLink(page.value.link, name);
       if (link) ctx.set('Link', link);
-      if (cache) marked(ctx, page.cache);
+      if (cache) marked(ctx, events, { kind: 'tags', result: page.cache, upstream: target.upstream.name, repository: target.repository });
       ctx.status = 200;
       ctx.body = { name, tags: page.value.tags };
       return;
@@ -42,7 +46,7 @@ export const listProxy = ({ maxBytes = 8 * 1024 * 1024, cache }: ListProxyOption
         fetchReferrers(target, digest.value, artifactType, maxBytes),
       );
       if (index.value.filters) ctx.set('OCI-Filters-Applied', index.value.filters);
-      if (cache) marked(ctx, index.cache);
+      if (cache) marked(ctx, events, { kind: 'referrers', result: index.cache, upstream: target.upstream.name, repository: target.repository });
       ctx.status = 200;
       ctx.set('Content-Type', MediaTypes.ociIndex);
       ctx.body = Buffer.from(index.value.body, 'utf8');
@@ -52,10 +56,11 @@ export const listProxy = ({ maxBytes = 8 * 1024 * 1024, cache }: ListProxyOption
   };
 };
 
-/** The cache outcome, as the manifest and blob responses say it. */
-function marked(ctx: ParameterizedContext, cache: CacheResult): void {
-  ctx.set('X-Mirror-Cache', cache);
-  if (cache === 'STALE') ctx.set('Warning', '110 - "Response is Stale"');
+/** The cache outcome, as the manifest and blob responses say it, and to the observers. */
+function marked(ctx: ParameterizedContext, events: MirrorEvents | undefined, event: ListEvent): void {
+  ctx.set('X-Mirror-Cache', event.result);
+  if (event.result === 'STALE') ctx.set('Warning', '110 - "Response is Stale"');
+  events?.emit('list', event);
 }
 
 /** Rewrites an upstream `Link: <…?last=x&n=y>; rel="next"` to point at our own name. */

@@ -187,7 +187,7 @@ function chainFrom(config: MirrorConfig, { routing, identify, manifests, links, 
     }),
     manifestCache({ cache: manifests, events }),
     blobCache({ blobs: storage.blobs, fills, links, events, redirect: redirectFrom(config) }),
-    listProxy({ cache: new ListCache({ meta: storage.meta, ttl: config.cache.tagTtl }) }),
+    listProxy({ cache: new ListCache({ meta: storage.meta, ttl: config.cache.tagTtl }), events }),
   ]);
 }
 
