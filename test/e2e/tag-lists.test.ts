@@ -149,6 +149,8 @@ describe.skipIf(!requireTools(['docker-registry']))('tag lists and negative answ
       const r = await get('/v2/shared/app/manifests/missing');
       expect(r.status).toBe(404);
       expect(errorCode(r)).toBe('MANIFEST_UNKNOWN');
+      // The access log's cache field comes from this header.
+      expect(r.headers['x-mirror-cache']).toBe(i === 0 ? undefined : 'NEGATIVE');
     }
     expect(viaA!.count('*', '/manifests/missing')).toBe(1);
     // Per (upstream, repository, tag): another tag, or the same one of another repository, is asked.
