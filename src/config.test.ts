@@ -37,6 +37,13 @@ describe('config', () => {
     expect([c.cache.tagTtl, c.fill.timeout, c.shutdownGrace]).toEqual([250, 7_200_000, 5_000]);
   });
 
+  it('leaves negativeTtl off unless set, and refuses one that would hide new tags for long', () => {
+    expect(parseConfig(undefined).cache.negativeTtl).toBe(0);
+    expect(parseConfig({ cache: { negativeTtl: '5s' } }).cache.negativeTtl).toBe(5_000);
+    expect(problems({ cache: { negativeTtl: '2h' } })).toEqual([expect.stringContaining('cache.negativeTtl')]);
+    expect(problems({ cache: { negativeTtl: 'soon' } })).toEqual([expect.stringContaining('cache.negativeTtl')]);
+  });
+
   it('makes an upstream that forwards credentials private unless told otherwise', () => {
     const c = parseConfig({ upstreams: [{ name: 'a.io', url: 'https://a', forwardCredentials: true }, { name: 'b.io', url: 'https://b' }] });
     expect(c.upstreams.map((u) => u.private)).toEqual([true, false]);

@@ -17,6 +17,9 @@ import { replicationSchema } from './replication/config.js';
 import { fallbackGroupSchema, upstreamSchema } from './upstream/config.js';
 import { listenerTls } from './listener/config.js';
 
+/** A remembered 404 hides a tag pushed meanwhile: it is meant to last seconds. */
+const MAX_NEGATIVE_TTL = 3_600_000;
+
 const listen = z.string().refine((v) => parseListen(v) !== undefined, {
   message: 'must be "host:port" or ":port" with a port from 0 to 65535',
 });
@@ -78,6 +81,11 @@ export const configSchema = z
       .object({
         /** How long a tag maps to a digest before it is revalidated upstream with a HEAD. */
         tagTtl: duration.prefault('5m'),
+        /**
+         * How long an upstream 404 for a tag is answered without asking again (0: never). Off by
+         * default: a tag pushed upstream just after a miss is then visible on the next pull.
+         */
+        negativeTtl: duration.prefault('0s').refine((ms) => ms <= MAX_NEGATIVE_TTL, { message: 'must be at most 1h: a remembered 404 hides a new tag that long' }),
         /**
          * Memory for hot tag, manifest and link records, blob sizes and small blobs (manifests,
          * configs), so that a warm manifest or small blob costs no file open (bytes, or e.g. 16MiB; 0: off).

@@ -25,7 +25,7 @@ export { ociRequest, type OciRequestOptions } from '../middleware/oci-request/in
 export { upstreamSelect, type FallbackGroup, type UpstreamSelectOptions } from '../middleware/upstream-select/index.js';
 export { manifestCache } from '../middleware/manifest-cache/index.js';
 export { blobCache, type BlobCacheOptions } from '../middleware/blob-cache/index.js';
-export { listProxy, type ListProxyOptions } from '../middleware/list-proxy/index.js';
+export { ListCache, listProxy, type ListCacheOptions, type ListProxyOptions } from '../middleware/list-proxy/index.js';
 export { metricsEndpoint, type MetricsEndpointOptions } from '../middleware/metrics-endpoint/index.js';
 export { statusPage, type StatusPageOptions } from '../middleware/status-page/index.js';
 export { requestLog, requestLogger, type RequestLoggerOptions } from '../middleware/request-logger/index.js';

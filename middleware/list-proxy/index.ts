@@ -1,54 +1,66 @@
 /**
- * Tag lists and referrers come from the upstream, re-addressed to the name the client used:
- * the upstream's repository name (`library/alpine`) and its pagination links must not leak
- * through as if they were ours.
+ * Tag lists and referrers come from the upstream, or from the list cache when one is given,
+ * re-addressed to the name the client used: the upstream's repository name (`library/alpine`)
+ * and its pagination links must not leak through as if they were ours.
  */
 import type { Middleware, ParameterizedContext } from 'koa';
-import { OciError } from '../../src/errors.js';
-import { header, readCapped } from '../../src/http.js';
+import type { ListEvent, MirrorEvents } from '../../src/events/index.js';
 import { MediaTypes } from '../../src/media-types.js';
 import '../shared/state.js';
-import { upstreamError } from '../../src/upstream/errors.js';
+import { ListCache, fetchReferrers, fetchTags, referrersQuery, tagsQuery, type ListKind, type ListResult } from '../../src/lists/index.js';
+import type { UpstreamTarget } from '../../src/state.js';
 import { requireTarget } from '../upstream-select/index.js';
+
+export { ListCache, type ListCacheOptions } from '../../src/lists/index.js';
 
 export interface ListProxyOptions {
   /** Largest tag list or referrers index accepted from an upstream. */
   maxBytes?: number;
+  /** Keeps answers for outages and repeated requests; without it every request goes upstream. */
+  cache?: ListCache;
+  /** Told the cache outcome of every list answered (only with a cache). */
+  events?: MirrorEvents;
 }
 
-export const listProxy = ({ maxBytes = 8 * 1024 * 1024 }: ListProxyOptions = {}): Middleware =>
-  async function listProxy(ctx, next) {
+export const listProxy = ({ maxBytes = 8 * 1024 * 1024, cache, events }: ListProxyOptions = {}): Middleware => {
+  const answer = <T>(kind: ListKind, target: UpstreamTarget, query: string, fetch: () => Promise<T>): Promise<ListResult<T>> =>
+    cache ? cache.answer(kind, target, query, fetch) : fetch().then((value) => ({ value, cache: 'MISS' }));
+
+  return async function listProxy(ctx, next) {
     const route = ctx.state.oci;
-    if (route?.kind === 'tags') return tagsList(ctx, route.name, route.n, route.last, maxBytes);
-    if (route?.kind === 'referrers') return referrers(ctx, route.digest.value, route.artifactType, maxBytes);
+    if (route?.kind === 'tags') {
+      const target = requireTarget(ctx);
+      const { n, last, name } = route;
+      const page = await answer('tags', target, tagsQuery(n, last), () => fetchTags(target, n, last, maxBytes));
+      const link = nextLink(page.value.link, name);
+      if (link) ctx.set('Link', link);
+      if (cache) marked(ctx, events, { kind: 'tags', result: page.cache, upstream: target.upstream.name, repository: target.repository });
+      ctx.status = 200;
+      ctx.body = { name, tags: page.value.tags };
+      return;
+    }
+    if (route?.kind === 'referrers') {
+      const target = requireTarget(ctx);
+      const { digest, artifactType } = route;
+      const index = await answer('referrers', target, referrersQuery(digest.value, artifactType), () =>
+        fetchReferrers(target, digest.value, artifactType, maxBytes),
+      );
+      if (index.value.filters) ctx.set('OCI-Filters-Applied', index.value.filters);
+      if (cache) marked(ctx, events, { kind: 'referrers', result: index.cache, upstream: target.upstream.name, repository: target.repository });
+      ctx.status = 200;
+      ctx.set('Content-Type', MediaTypes.ociIndex);
+      ctx.body = Buffer.from(index.value.body, 'utf8');
+      return;
+    }
     return next();
   };
+};
 
-async function tagsList(ctx: ParameterizedContext, name: string, n: number | undefined, last: string | undefined, max: number) {
-  const target = requireTarget(ctx);
-  const query = new URLSearchParams();
-  if (n !== undefined) query.set('n', String(n));
-  if (last !== undefined) query.set('last', last);
-  const qs = query.size ? `?${query}` : '';
-  const res = await target.upstream.request({
-    method: 'GET',
-    repository: target.repository,
-    credentials: target.credentials,
-    path: `/v2/${target.repository}/tags/list${qs}`,
-  });
-  if (res.status !== 200) throw await upstreamError(res, 'NAME_UNKNOWN');
-  const body = await readCapped(res.body, max, 'tag list');
-  let parsed: { tags?: unknown };
-  try {
-    parsed = JSON.parse(body.toString('utf8')) as { tags?: unknown };
-  } catch {
-    throw new OciError('UNAVAILABLE', 'upstream sent a tag list that is not JSON', { status: 502 });
-  }
-  const tags = Array.isArray(parsed.tags) ? parsed.tags.filter((t): t is string => typeof t === 'string') : [];
-  const link = nextLink(header(res.headers, 'link'), name);
-  if (link) ctx.set('Link', link);
-  ctx.status = 200;
-  ctx.body = { name, tags };
+/** The cache outcome, as the manifest and blob responses say it, and to the observers. */
+function marked(ctx: ParameterizedContext, events: MirrorEvents | undefined, event: ListEvent): void {
+  ctx.set('X-Mirror-Cache', event.result);
+  if (event.result === 'STALE') ctx.set('Warning', '110 - "Response is Stale"');
+  events?.emit('list', event);
 }
 
 /** Rewrites an upstream `Link: <…?last=x&n=y>; rel="next"` to point at our own name. */
@@ -68,24 +80,4 @@ export function nextLink(link: string | undefined, name: string): string | undef
     if (v !== null) query.set(key, v);
   }
   return `</v2/${name}/tags/list?${query}>; rel="next"`;
-}
-
-async function referrers(ctx: ParameterizedContext, digest: string, artifactType: string | undefined, max: number) {
-  const target = requireTarget(ctx);
-  const qs = artifactType ? `?${new URLSearchParams({ artifactType })}` : '';
-  const res = await target.upstream.request({
-    method: 'GET',
-    repository: target.repository,
-    credentials: target.credentials,
-    path: `/v2/${target.repository}/referrers/${digest}${qs}`,
-  });
-  // An upstream without the referrers API answers 404: passing that on tells the client to
-  // use the tag-schema fallback, which then comes through our manifest cache.
-  if (res.status !== 200) throw await upstreamError(res, 'MANIFEST_UNKNOWN');
-  const body = await readCapped(res.body, max, 'referrers index');
-  const filters = header(res.headers, 'oci-filters-applied');
-  if (filters) ctx.set('OCI-Filters-Applied', filters);
-  ctx.status = 200;
-  ctx.set('Content-Type', MediaTypes.ociIndex);
-  ctx.body = body;
 }

@@ -12,6 +12,7 @@ import { ociErrors, type OciErrorsOptions } from '../oci-errors/index.js';
 import { listProxy } from '../list-proxy/index.js';
 import { manifestCache } from '../manifest-cache/index.js';
 import { ManifestCache } from '../../src/manifests/cache.js';
+import { ListCache } from '../../src/lists/cache.js';
 import { fillRelay } from '../fill-relay/index.js';
 import { ociRequest } from '../oci-request/index.js';
 import { upstreamSelect } from '../upstream-select/index.js';
@@ -193,7 +194,7 @@ function chainFrom(config: MirrorConfig, { routing, identify, manifests, links, 
     }),
     manifestCache({ cache: manifests, events }),
     blobCache({ blobs: storage.blobs, fills, links, events, redirect: redirectFrom(config) }),
-    listProxy(),
+    listProxy({ cache: new ListCache({ meta: storage.meta, ttl: config.cache.tagTtl }), events }),
   ]);
 }
 
@@ -225,6 +226,7 @@ export function createMirror(config: MirrorConfig, options: MirrorOptions = {}):
     meta: storage.meta,
     links,
     tagTtl: config.cache.tagTtl,
+    negativeTtl: config.cache.negativeTtl,
     maxManifestBytes: config.cache.maxManifestBytes,
   });
   const maintenance = options.maintenance ?? true;

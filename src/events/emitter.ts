@@ -23,6 +23,14 @@ export interface CacheEvent {
   size?: number;
 }
 
+/** A tag list or referrers index was answered with this cache outcome (the `X-Mirror-Cache` header). */
+export interface ListEvent {
+  kind: 'tags' | 'referrers';
+  result: Exclude<CacheResult, 'JOIN'>;
+  upstream: string;
+  repository: string;
+}
+
 /** The response that followed a CacheEvent has ended. */
 export interface ServedEvent extends CacheEvent {
   status: number;
@@ -98,6 +106,7 @@ export interface StoredEvent {
 export interface MirrorEventMap {
   request: RequestEvent;
   cache: CacheEvent;
+  list: ListEvent;
   served: ServedEvent;
   'fill:start': FillStartEvent;
   'fill:end': FillEndEvent;

@@ -6,6 +6,7 @@ export {
   type EvictionEvent,
   type FillEndEvent,
   type FillStartEvent,
+  type ListEvent,
   type MirrorEventMap,
   type MirrorEventName,
   type RequestEvent,

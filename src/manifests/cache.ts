@@ -8,11 +8,14 @@
  *   it (Docker Hub does not count HEADs against its rate limit) and the body is fetched only
  *   when the digest changed. When the upstream is down or overloaded a cached tag is served
  *   stale; an upstream 404 is passed through and forgets the tag.
+ * - A tag the upstream does not have: with `negativeTtl`, its 404 is remembered that long per
+ *   (upstream, repository, tag) and answered without asking again, unless the tag is cached.
  */
 import { Readable } from 'node:stream';
 import { Links } from '../access/links.js';
 import type { CacheResult } from '../events/index.js';
 import { DEFAULT_MAX_MANIFEST_BYTES, manifestKey, tagKey } from './keys.js';
+import { Misses } from './misses.js';
 import { readStoredManifest, type ManifestRecord } from './stored.js';
 import { digestOf } from '../digest.js';
 import { OciError, isOciError } from '../errors.js';
@@ -22,7 +25,7 @@ import { parseDigest, type Digest, type DigestAlgorithm } from '../reference.js'
 import type { UpstreamTarget } from '../state.js';
 import type { BlobStore, MetadataStore } from '../storage.js';
 import type { UpstreamResponse } from '../upstream/types.js';
-import { upstreamError } from '../upstream/errors.js';
+import { isTransient, upstreamError } from '../upstream/errors.js';
 import { digestCandidates, firstAnswer } from '../upstream/fallback.js';
 
 export interface ManifestEntry {
@@ -48,6 +51,8 @@ export interface ManifestCacheOptions {
   meta: MetadataStore;
   /** How long a tag is trusted without asking the upstream, ms. */
   tagTtl?: number;
+  /** How long an upstream 404 for a tag is answered without asking again, ms; 0 (the default): not at all. */
+  negativeTtl?: number;
   maxManifestBytes?: number;
   /** Which routes may serve which cached manifests; one over `meta` when absent. */
   links?: Links;
@@ -62,6 +67,7 @@ export class ManifestCache {
   private readonly max: number;
   private readonly now: () => number;
   private readonly links: Links;
+  private readonly misses: Misses;
   /** Concurrent misses for one manifest share one upstream request. */
   private readonly inFlight = new Map<string, Promise<{ entry: ManifestEntry; body: Buffer }>>();
 
@@ -72,6 +78,7 @@ export class ManifestCache {
     this.max = options.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES;
     this.now = options.now ?? Date.now;
     this.links = options.links ?? new Links(options.meta);
+    this.misses = new Misses(options.negativeTtl ?? 0, this.now);
   }
 
   async byDigest(target: UpstreamTarget, digest: Digest): Promise<ManifestResult> {
@@ -100,15 +107,24 @@ export class ManifestCache {
     const record = await this.meta.get<TagRecord>(key);
     const cached = record ? await this.stored(record.digest) : undefined;
     if (record && cached && this.now() - record.checkedAt < this.tagTtl) return { ...cached, cache: 'HIT' };
+    // A 404 given to a client's own credentials may be about that client: not for the others.
+    const remember = !target.credentials;
+    if (!record && remember && this.misses.has(key)) {
+      throw new OciError('MANIFEST_UNKNOWN', `${tag}: not found upstream moments ago`, { headers: { 'X-Mirror-Cache': 'NEGATIVE' } });
+    }
 
     let upstreamDigest: string | undefined;
     try {
       upstreamDigest = await this.headDigest(target, tag);
     } catch (err) {
       if (cached && isTransient(err)) return { ...cached, cache: 'STALE' };
-      if (isOciError(err) && err.code === 'MANIFEST_UNKNOWN') await this.meta.delete(key);
+      if (isOciError(err) && err.code === 'MANIFEST_UNKNOWN') {
+        await this.meta.delete(key);
+        if (remember) this.misses.add(key);
+      }
       throw err;
     }
+    this.misses.delete(key);
 
     if (cached && upstreamDigest === cached.entry.digest) {
       await this.links.add(cached.entry.digest, target);
@@ -207,12 +223,6 @@ async function requestManifest(target: UpstreamTarget, method: 'GET' | 'HEAD', r
   });
   if (res.status !== 200) throw await upstreamError(res, 'MANIFEST_UNKNOWN');
   return res;
-}
-
-/** Failures that say "not now" rather than "no": worth serving a stale copy over. */
-function isTransient(err: unknown): boolean {
-  if (!isOciError(err)) return false;
-  return err.code === 'UNAVAILABLE' || err.code === 'TOOMANYREQUESTS' || err.status >= 500;
 }
 
 function safeDigest(value: string): Digest | undefined {

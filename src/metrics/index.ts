@@ -68,7 +68,7 @@ export function createMetrics(mirror: MetricsSource, options: MetricsOptions = {
   });
   const cache = new Counter({
     name: 'oci_mirror_cache_requests_total',
-    help: 'Manifest and blob requests by cache outcome: HIT, MISS, JOIN (joined a fill in flight), REVALIDATED, STALE.',
+    help: 'Manifest, blob, tag list (tags) and referrers requests by cache outcome: HIT, MISS, JOIN (joined a fill in flight), REVALIDATED, STALE.',
     labelNames: ['kind', 'result'] as const,
     registers,
   });
@@ -187,6 +187,9 @@ export function createMetrics(mirror: MetricsSource, options: MetricsOptions = {
       cache.inc({ kind: e.kind, result: e.result });
       // A manifest miss is one fetch of its bytes (blobs are counted by their fills).
       if (e.kind === 'manifest' && e.result === 'MISS' && e.size) fetched.inc({ kind: 'manifest' }, e.size);
+    }),
+    events.on('list', (e) => {
+      cache.inc({ kind: e.kind, result: e.result });
     }),
     events.on('served', (e) => {
       if (e.bytes > 0) served.inc({ kind: e.kind, source: FROM_CACHE.has(e.result) ? 'cache' : 'upstream' }, e.bytes);

@@ -50,7 +50,7 @@ function sum(values: Sample[], where: (labels: Sample['labels']) => boolean = ()
 }
 
 export async function readFigures(registry: Registry): Promise<Figures> {
-  const [cache, served, fetched, inFlight, storage, requests, errors] = await Promise.all([
+  const [counted, served, fetched, inFlight, storage, requests, errors] = await Promise.all([
     samples(registry, METRIC.cache),
     samples(registry, METRIC.served),
     samples(registry, METRIC.fetched),
@@ -59,6 +59,8 @@ export async function readFigures(registry: Registry): Promise<Figures> {
     samples(registry, METRIC.upstreamRequests),
     samples(registry, METRIC.upstreamErrors),
   ]);
+  // Manifests and blobs only: the page's hit ratio is about content, not tag lists.
+  const cache = counted.filter((s) => s.labels.kind === 'manifest' || s.labels.kind === 'blob');
   const results: Record<CacheResult, number> = { HIT: 0, MISS: 0, JOIN: 0, REVALIDATED: 0, STALE: 0 };
   for (const s of cache) {
     const result = String(s.labels.result) as CacheResult;

@@ -3,7 +3,7 @@
  * The upstream's words survive only as `detail`, and only when they are a well-formed OCI error
  * body: cleaned of control characters and cut short, since they end up in our responses and logs.
  */
-import { OciError } from '../errors.js';
+import { OciError, isOciError } from '../errors.js';
 import type { OciErrorOptions } from '../errors.js';
 import { readWithin } from './body.js';
 import type { UpstreamResponse } from './types.js';
@@ -40,6 +40,12 @@ export async function upstreamError(
     default:
       return new OciError('UNAVAILABLE', `upstream answered ${res.status}`, { ...options, status: 502 });
   }
+}
+
+/** Failures that say "not now" rather than "no": worth serving a stale copy over. */
+export function isTransient(err: unknown): boolean {
+  if (!isOciError(err)) return false;
+  return err.code === 'UNAVAILABLE' || err.code === 'TOOMANYREQUESTS' || err.status >= 500;
 }
 
 async function readDetail(res: UpstreamResponse): Promise<UpstreamErrorDetail | undefined> {

@@ -70,6 +70,20 @@ describe('metrics', () => {
     expect(sample(text, 'oci_mirror_upstream_errors_total', { upstream: 'registry.test', reason: 'http 503' })).toBe(1);
   });
 
+  it('counts tag lists by cache outcome under kind tags, apart from the status page’s content figures', async () => {
+    const m = await ops.mirror();
+    ops.upstream.addManifest('team/app', '1.0', { schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', layers: [] });
+    const url = `${m.url}/v2/team/app/tags/list`;
+    expect((await raw(url)).headers['x-mirror-cache']).toBe('MISS');
+    expect((await raw(url)).headers['x-mirror-cache']).toBe('HIT');
+    let text = '';
+    await waitFor(async () => sample((text = await scrape(m)), 'oci_mirror_requests_total', { route: 'tags' }) === 2);
+    expect(sample(text, 'oci_mirror_cache_requests_total', { kind: 'tags', result: 'MISS' })).toBe(1);
+    expect(sample(text, 'oci_mirror_cache_requests_total', { kind: 'tags', result: 'HIT' })).toBe(1);
+    const status = JSON.parse((await raw(`${m.url}/_mirror/status.json`)).body.toString()) as { totals: { hits: number; misses: number } };
+    expect([status.totals.hits, status.totals.misses]).toEqual([0, 0]);
+  });
+
   it('counts an upstream that does not answer as an error with its reason', async () => {
     const dead = await startFakeUpstream();
     const deadUrl = dead.url;
