@@ -44,13 +44,15 @@ describe('tags list cache', () => {
     addTags('a');
     await raw(`${mirror.url}/v2/team/app/tags/list`);
     later(60_000);
-    for (const status of [503, 429, 500]) {
+    const staleOn = async (status: number, tags: string[]) => {
       upstream.failWith = status;
       const stale = await raw(`${mirror.url}/v2/team/app/tags/list`);
       expect(stale.status, String(status)).toBe(200);
       expect(stale.headers.warning).toBe(STALE);
-      expect(json(stale.body).tags).toEqual(['a']);
-    }
+      expect(json(stale.body).tags).toEqual(tags);
+    };
+    await staleOn(503, ['a']);
+    await staleOn(500, ['a']);
     upstream.failWith = 403;
     expect((await raw(`${mirror.url}/v2/team/app/tags/list`)).status).toBe(403);
     upstream.failWith = undefined;
@@ -58,6 +60,9 @@ describe('tags list cache', () => {
     const fresh = await raw(`${mirror.url}/v2/team/app/tags/list`);
     expect(fresh.headers['x-mirror-cache']).toBe('MISS');
     expect(json(fresh.body).tags).toEqual(['a', 'b']);
+    // Last: a 429 also starts the upstream's back-off, which keeps every later request here.
+    later(60_000);
+    await staleOn(429, ['a', 'b']);
   });
 
   it('forgets a list the upstream answers 404 for', async () => {
