@@ -13,6 +13,7 @@ import { OciError } from '../../src/errors.js';
 import { DigestAlgorithms, isValidDigest, parseDigest } from '../../src/reference.js';
 import type { BlobInfo, BlobPutOptions, BlobReadOptions, BlobStore, SpoolCapability } from '../../src/storage.js';
 import { release } from '../release.js';
+import { FileBody } from './file-body.js';
 import { TMP_DIR, commit, entries, isNotFound, tempPath, unlinkIfPresent } from './files.js';
 
 export interface FsBlobStoreOptions {
@@ -24,9 +25,6 @@ export interface FsBlobStoreOptions {
 
 /** The fs store always has both optional members; saying so spares callers a check. */
 export type FsBlobStore = BlobStore & { spool: SpoolCapability; recover(): Promise<void> };
-
-/** Warm serving is disk to socket; 64 KiB reads (the default) cost a syscall and a stream turn each. */
-const READ_CHUNK = 1024 * 1024;
 
 /** Where one store keeps its files. */
 interface Layout {
@@ -79,7 +77,8 @@ async function readBlob(layout: Layout, digest: string, options: BlobReadOptions
   }
   try {
     // Opening first, rather than createReadStream(path), turns a missing blob into `undefined` instead of a late 'error'.
-    const stream = fh.createReadStream({ start: options.start, end: options.end, highWaterMark: READ_CHUNK });
+    const end = options.end ?? (await fh.stat()).size - 1;
+    const stream = new FileBody(fh, options.start ?? 0, end);
     return options.signal ? addAbortSignal(options.signal, stream) : stream;
   } catch (err) {
     await fh.close();
