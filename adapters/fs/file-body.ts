@@ -1,23 +1,17 @@
 /**
- * A stored blob's bytes as a response body. Read like any Readable it is one: each chunk a new
- * buffer the consumer may keep. Piped into an HTTP response (koa pipes a stream body, through
- * stream.pipeline) it sends from two buffers of its own, taking turns: one is read into while the
- * socket writes the other, and a buffer is read into again only once the socket has finished
- * with it (the write's callback). A warm pull then allocates nothing per chunk: a fresh buffer
- * per read would be garbage for the collector to find, and V8 lets up to 64 MB of such
- * outside-the-heap garbage pile up before it looks, per process, whatever the blob's size.
+ * A stored blob's bytes as a response body (see DirectBody): read like any Readable, each chunk
+ * is a new buffer the consumer may keep; written into an HTTP response, it sends from two buffers
+ * of its own, taking turns, one read into while the socket writes the other.
  */
 import type { FileHandle } from 'node:fs/promises';
-import { ServerResponse } from 'node:http';
-import { Readable, type Writable } from 'node:stream';
+import { DirectBody, type ResponseLink } from '../../src/direct-body.js';
 
 const CHUNK = 1024 * 1024;
 
-export class FileBody extends Readable {
+export class FileBody extends DirectBody {
   private position: number;
   /** Exclusive. */
   private readonly end: number;
-  private piped = false;
 
   constructor(
     private readonly handle: FileHandle,
@@ -50,47 +44,25 @@ export class FileBody extends Readable {
     );
   }
 
-  override pipe<T extends NodeJS.WritableStream>(destination: T, options?: { end?: boolean }): T {
-    // Only a response, whose write callbacks say when a buffer is free again, and only a
-    // stream nobody has started reading: anything else gets the ordinary pipe.
-    if (!(destination instanceof ServerResponse) || this.piped || this.readableFlowing !== null) return super.pipe(destination, options);
-    this.piped = true;
-    // koa hands the body to stream.pipeline, which pipes with `end: false` and ends the response on our 'end'.
-    this.send(destination, options?.end !== false).then(
-      // Stopped early (the client went away, or this stream was destroyed): the file closes now.
-      (ended) => ended || this.destroy(),
-      (err: Error) => this.destroy(err),
-    );
-    return destination;
-  }
-
-  /** Resolves true once the whole range is sent and this stream has ended, false when stopped early. */
-  private async send(res: Writable, end: boolean): Promise<boolean> {
+  protected override async send(to: ResponseLink, end: boolean): Promise<boolean> {
     const size = Math.min(CHUNK, this.end - this.position);
     const buffers: Buffer[] = [];
     const writing: Array<Promise<void> | undefined> = [undefined, undefined];
-    // A response that closes early may not call back every write; nothing waits past its close.
-    const closed = new Promise<void>((resolve) => res.once('close', resolve));
     for (let turn = 0; this.position < this.end; turn ^= 1) {
-      await Promise.race([writing[turn], closed]);
-      if (this.destroyed || res.destroyed) return false;
+      await to.until(writing[turn]);
+      if (this.destroyed || to.gone) return false;
       const buffer = (buffers[turn] ??= Buffer.allocUnsafeSlow(size));
       const n = Math.min(buffer.length, this.end - this.position);
       const { bytesRead } = await this.handle.read(buffer, 0, n, this.position);
-      if (this.destroyed || res.destroyed) return false;
+      if (this.destroyed || to.gone) return false;
       if (bytesRead === 0) throw truncated(this.position, this.end);
       this.position += bytesRead;
-      const chunk = bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead);
-      writing[turn] = new Promise<void>((resolve) => res.write(chunk, () => resolve()));
-      if (res.writableNeedDrain) await Promise.race([new Promise((resolve) => res.once('drain', resolve)), closed]);
+      writing[turn] = to.writeOwned(bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead));
+      await to.drained();
     }
-    await Promise.race([Promise.all(writing), closed]);
-    if (this.destroyed || res.destroyed) return false;
-    if (end) res.end();
-    // Ends this stream too, which closes the file.
-    this.push(null);
-    this.resume();
-    return true;
+    await to.until(Promise.all(writing));
+    if (this.destroyed || to.gone) return false;
+    return this.finish(to, end);
   }
 }
 

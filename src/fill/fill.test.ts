@@ -2,8 +2,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
-import { text } from 'node:stream/consumers';
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { pipeline, Readable } from 'node:stream';
+import { buffer, text } from 'node:stream/consumers';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { fsBlobStore } from '../../adapters/fs/index.js';
 import { parseDigest } from '../reference.js';
@@ -17,10 +19,11 @@ describe('Fill', () => {
   });
   afterEach(() => rm(dir, { recursive: true, force: true }));
 
-  const start = (data: Buffer, beforeCommit?: () => Promise<unknown>) => {
+  const start = (data: Buffer | Readable, beforeCommit?: () => Promise<unknown>, size = Buffer.isBuffer(data) ? data.length : undefined, digestOf?: Buffer) => {
     const store = fsBlobStore({ path: dir, fsync: false });
-    const digest = parseDigest(`sha256:${createHash('sha256').update(data).digest('hex')}`);
-    const fill = new Fill(digest, async () => ({ size: data.length, body: Readable.from([data]), beforeCommit: beforeCommit?.() }), {
+    const digest = parseDigest(`sha256:${createHash('sha256').update(digestOf ?? (data as Buffer)).digest('hex')}`);
+    const body = Buffer.isBuffer(data) ? Readable.from([data]) : data;
+    const fill = new Fill(digest, async () => ({ size, body, beforeCommit: beforeCommit?.() }), {
       store,
       spoolDir: join(dir, 'spool'),
       signal: new AbortController().signal,
@@ -54,5 +57,46 @@ describe('Fill', () => {
     expect(await store.stat(digest.value)).toBeUndefined();
     // The spool's directory may stay; no file in it may.
     expect((await readdir(join(dir, 'tmp'), { recursive: true }).catch(() => [])).filter((f) => f !== 'spool')).toEqual([]);
+  });
+
+  it('writes straight into an HTTP response piped as koa pipes, from memory and from the spool', async () => {
+    const data = randomBytes(6 * 1024 * 1024);
+    // The body arrives in two halves: a reader that joins late finds the first half only in the spool.
+    let second!: () => void;
+    const halves = new Readable({ read() {} });
+    halves.push(data.subarray(0, 3 * 1024 * 1024));
+    void new Promise<void>((r) => (second = r)).then(() => {
+      halves.push(data.subarray(3 * 1024 * 1024));
+      halves.push(null);
+    });
+    const { fill } = start(halves, undefined, data.length, data);
+    let pushes = 0;
+    const server: Server = createServer((_req, res) => {
+      void fill.reader().then((reader) => {
+        const read = reader._read.bind(reader);
+        reader._read = () => {
+          pushes++; // the ordinary Readable path
+          read(0);
+        };
+        res.setHeader('content-length', String(data.length));
+        pipeline(reader, res, () => {});
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      while (fill.written < 3 * 1024 * 1024) await fill.changed();
+      const got = new Promise<Buffer>((resolve, reject) =>
+        request({ port: (server.address() as AddressInfo).port, host: '127.0.0.1' }, (res) => buffer(res).then(resolve, reject))
+          .on('error', reject)
+          .end(),
+      );
+      second();
+      expect((await got).equals(data)).toBe(true);
+      expect(pushes).toBe(0);
+      await fill.done;
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
   });
 });

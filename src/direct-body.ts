@@ -1,0 +1,81 @@
+/**
+ * A response body that writes itself into the HTTP response when koa pipes it there (koa hands a
+ * stream body to stream.pipeline, which calls `pipe`), instead of going through a Readable's
+ * buffer. Two things are gained on the data path: no stream turn per chunk, and buffers that can
+ * be reused, since a write's callback says when the socket is done with one. A fresh buffer per
+ * chunk is garbage, and V8 lets up to 64 MB of such outside-the-heap garbage pile up before it
+ * collects, whatever the blob's size. Read any other way, the body is an ordinary Readable.
+ */
+import { ServerResponse } from 'node:http';
+import { Readable, type Writable } from 'node:stream';
+
+export abstract class DirectBody extends Readable {
+  private sending = false;
+
+  /**
+   * Writes the body into `to`; resolves true once it is all written (then calls `finish`),
+   * false when it stopped early: the client went away, or this stream was destroyed.
+   */
+  protected abstract send(to: ResponseLink, end: boolean): Promise<boolean>;
+
+  /** False while the ordinary Readable path is in use: the two must never both run. */
+  protected canSendDirectly(): boolean {
+    return true;
+  }
+
+  override pipe<T extends NodeJS.WritableStream>(destination: T, options?: { end?: boolean }): T {
+    if (!(destination instanceof ServerResponse) || this.sending || this.readableFlowing !== null || !this.canSendDirectly()) {
+      return super.pipe(destination, options);
+    }
+    this.sending = true;
+    // stream.pipeline pipes with `end: false` and ends the response itself on this stream's 'end'.
+    this.send(new ResponseLink(destination), options?.end !== false).then(
+      // Stopped early: destroying releases what the body holds (a file, a fill reader) now.
+      (ended) => ended || this.destroy(),
+      (err: Error) => this.destroy(err),
+    );
+    return destination;
+  }
+
+  /** Ends the response (when asked) and this stream, after the last write. */
+  protected finish(to: ResponseLink, end: boolean): true {
+    if (end) to.res.end();
+    this.push(null);
+    this.resume();
+    return true;
+  }
+}
+
+/** The response a DirectBody writes to: writes, their callbacks, drains, and its close. */
+export class ResponseLink {
+  /** A response that closes early may not call back every write: nothing waits past its close. */
+  readonly closed: Promise<void>;
+
+  constructor(readonly res: Writable) {
+    this.closed = new Promise<void>((resolve) => res.once('close', resolve));
+  }
+
+  get gone(): boolean {
+    return this.res.destroyed;
+  }
+
+  /** A chunk nobody reuses. */
+  write(chunk: Buffer): void {
+    this.res.write(chunk);
+  }
+
+  /** A chunk of a buffer to be reused: resolves once the socket is done with it (or the response closed). */
+  writeOwned(chunk: Buffer): Promise<void> {
+    return Promise.race([new Promise<void>((resolve) => this.res.write(chunk, () => resolve())), this.closed]);
+  }
+
+  /** Resolves when the response wants more, or closed. */
+  async drained(): Promise<void> {
+    if (this.res.writableNeedDrain) await Promise.race([new Promise((resolve) => this.res.once('drain', resolve)), this.closed]);
+  }
+
+  /** `promise`, or the response's close, whichever first. */
+  until(promise: Promise<unknown> | undefined): Promise<unknown> {
+    return Promise.race([promise, this.closed]);
+  }
+}
