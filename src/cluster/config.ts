@@ -13,7 +13,10 @@ const MAX_WORKERS = 256;
 
 export const WORKERS_EXPECTED = `must be "auto" (one per core) or a whole number from 1 to ${MAX_WORKERS}`;
 
-export const workersSchema = z.union([z.literal('auto'), z.number().int().min(1).max(MAX_WORKERS)], { error: WORKERS_EXPECTED });
+export const workersSchema = z.union(
+  [z.literal('auto'), z.number().int({ error: WORKERS_EXPECTED }).min(1, { error: WORKERS_EXPECTED }).max(MAX_WORKERS, { error: WORKERS_EXPECTED })],
+  { error: WORKERS_EXPECTED },
+);
 
 export type Workers = z.output<typeof workersSchema>;
 
