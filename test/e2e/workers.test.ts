@@ -161,14 +161,23 @@ describe('workers: several processes on one port', () => {
     // About 1.3 s upstream: every client arrives while the one fill is running.
     upstream.faults.set(digest, { delayMs: 20, chunkSize: 64 * 1024 });
 
-    const results = await Promise.all(Array.from({ length: 20 }, () => raw(blobUrl(digest), { timeoutMs: 60_000 })));
+    // 25 ms apart, so that the primary hands them out in turn rather than in a burst that the
+    // worker which happens to be free first takes whole; all twenty still arrive during the fill.
+    const results = await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        await sleep(i * 25);
+        return raw(blobUrl(digest), { timeoutMs: 60_000 });
+      }),
+    );
 
     expect(results.map((r) => [r.status, r.complete])).toEqual(Array(20).fill([200, true]));
     expect(results.every((r) => sha256(r.body) === digest)).toBe(true);
     expect(upstream.count('GET', `/blobs/${digest}`)).toBe(1);
     // Both workers answered some of the twenty (the primary hands connections round-robin).
-    const servedBy = new Set(mirror.lines().filter((l) => l.msg === 'request' && String(l.path).endsWith(digest)).map((l) => l.pid));
-    expect([...servedBy].sort()).toEqual(workerPids(mirror).sort());
+    const servedBy = () => new Set(mirror.lines().filter((l) => l.msg === 'request' && String(l.path).endsWith(digest)).map((l) => l.pid));
+    // A worker writes its access line as the response ends, and the pipe brings it a moment later.
+    await waitFor(() => servedBy().size === 2, 10_000, 'access lines from both workers').catch(() => undefined);
+    expect([...servedBy()].sort()).toEqual(workerPids(mirror).sort());
     // Stored once, as the relaying worker found the holder's copy and kept none of its own.
     await waitFor(async () => (await readFile(storedFile(mirror.dataDir, digest)).catch(() => undefined))?.equals(data) ?? false, 10_000, 'the blob on disk');
     // The relaying worker drops its own spool file once its copy has verified.
@@ -186,7 +195,10 @@ describe('workers: several processes on one port', () => {
     // it, on that worker or through the other worker's relay.
     const first = pull(blobUrl(digest));
     await waitFor(() => upstream.count('GET', `/blobs/${digest}`) === 1, 10_000, 'the holder to start its fill');
-    const holder = mirror.lines().find((l) => l.msg === 'lease claimed' && l.key === `fill-lease:${digest}`)?.worker as number;
+    // The primary's line about the claim comes through the pipe a moment after the claim.
+    const claimed = () => mirror.lines().find((l) => l.msg === 'lease claimed' && l.key === `fill-lease:${digest}`);
+    await waitFor(() => claimed() !== undefined, 10_000, 'the primary to log the claim');
+    const holder = claimed()!.worker as number;
     expect(before).toContain(holder);
     const others = Array.from({ length: 19 }, () => pull(blobUrl(digest)));
     await waitFor(() => [first, ...others].every((p) => p.received() > 0), 20_000, 'every client to get its first bytes');
