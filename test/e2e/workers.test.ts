@@ -184,6 +184,14 @@ describe('workers: several processes on one port', () => {
     await waitFor(async () => (await readdir(join(mirror.dataDir, 'tmp', 'spool')).catch(() => [])).length === 0, 10_000, 'no spool file left');
   });
 
+  it('a worker\'s relay socket answers the fill relay only, and only with the secret', async () => {
+    const relay = mirror.lines().find((l) => l.msg === 'worker listening' && workerPids(mirror).includes(l.worker as number))?.relay as string;
+    expect(relay).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect((await raw(`${relay}/v2/`)).status).toBe(404);
+    expect((await raw(`${relay}/healthz`)).status).toBe(404);
+    expect((await raw(`${relay}/_mirror/fills/sha256:${'a'.repeat(64)}`)).status).toBe(401);
+  });
+
   it('a worker killed mid-fill is replaced; the other takes the fill over and every client gets the blob', async () => {
     const data = randomBytes(8 * MiB);
     const digest = upstream.addBlob(data);
@@ -219,7 +227,7 @@ describe('workers: several processes on one port', () => {
     const again = await raw(blobUrl(digest));
     expect(again.headers['x-mirror-cache']).toBe('HIT');
     expect(createHash('sha256').update(again.body).digest('hex')).toBe(digest.slice(7));
-  });
+  }, 150_000);
 
   it('SIGTERM to the primary stops every worker, and it exits 0', async () => {
     const pids = workerPids(mirror);
@@ -236,6 +244,19 @@ describe('workers: several processes on one port', () => {
     };
     await waitFor(() => !pids.some(alive), 5_000, 'the workers to be gone');
     expect(mirror.lines().filter((l) => l.msg === 'worker exited; starting another' && pids.includes(l.worker as number))).toEqual([]);
+  });
+
+  it('a worker that cannot start stops the start: the primary exits non-zero, no worker left behind', async () => {
+    const taken = await start({ workers: 1 });
+    await listening(taken, 'mirror listening');
+    const port = new URL(taken.url).port;
+    const clash = await start({ workers: 2, listen: `127.0.0.1:${port}` });
+    const exit = await clash.proc.exited;
+    expect(exit.code, clash.proc.output()).not.toBe(0);
+    expect(clash.lines().some((l) => l.msg === 'a worker exited before every worker served; stopping')).toBe(true);
+    const forked = clash.lines().filter((l) => l.pid !== clash.proc.pid).map((l) => l.pid);
+    for (const pid of forked) expect(() => process.kill(pid, 0)).toThrow();
+    await terminate(taken.proc, 10_000);
   });
 
   it('workers: 1 is one process, as before', async () => {
