@@ -259,6 +259,22 @@ describe('workers: several processes on one port', () => {
     await terminate(taken.proc, 10_000);
   });
 
+  it('evicts over two workers, which take their turns through the primary\'s eviction lease', async () => {
+    const evicting = await start({ workers: 2, cache: { maxBytes: 1536 * 1024, evictionInterval: '1s' } });
+    await listening(evicting, 'workers listening');
+    const blobs = [randomBytes(MiB), randomBytes(MiB), randomBytes(MiB)].map((b) => ({ data: b, digest: upstream.addBlob(b) }));
+    for (const b of blobs) {
+      const res = await raw(`${evicting.url}/v2/team/app/blobs/${b.digest}`);
+      expect(sha256(res.body)).toBe(b.digest);
+      await waitFor(async () => (await readFile(storedFile(evicting.dataDir, b.digest)).catch(() => undefined)) !== undefined, 10_000, 'the blob on disk');
+    }
+    const kept = async () => (await Promise.all(blobs.map((b) => readFile(storedFile(evicting.dataDir, b.digest)).then(() => 1, () => 0)))).reduce<number>((a, n) => a + n, 0);
+    await waitFor(async () => (await kept()) === 1, 30_000, 'eviction down to one blob');
+    const turns = evicting.lines().filter((l) => l.msg === 'lease claimed' && l.key === 'eviction-lease:eviction');
+    expect(turns.length).toBeGreaterThan(0);
+    expect(await terminate(evicting.proc, 15_000)).toEqual({ code: 0, signal: null });
+  });
+
   it('workers: 1 is one process, as before', async () => {
     const single = await start({ workers: 1 });
     await listening(single, 'mirror listening');
