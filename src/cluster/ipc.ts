@@ -6,6 +6,7 @@
  */
 import type { MirrorConfig } from '../config.js';
 import type { FillLease, LeaseClaim } from '../fill/lease.js';
+import { heldClaim } from '../replication/held-claim.js';
 import type { LeaseTable, TableClaim } from './lease-table.js';
 
 /** The cluster's `process`/`Worker` as far as this module needs it (an EventEmitter pair in tests). */
@@ -141,24 +142,10 @@ export function ipcFillLease(client: LeaseClient, { holder, kind, ttlMs, renewMs
     async claim(digest): Promise<LeaseClaim> {
       const claim = (await client.request({ op: 'claim', key: key(digest), holder })) as TableClaim;
       if (!claim.owner) return claim;
-      const timer = setInterval(() => {
-        // A failed renewal is retried at the next tick; the lifetime leaves room for two misses.
-        client.request({ op: 'renew', key: key(digest), claim: claim.id }).catch(() => {});
-      }, renewMs);
-      timer.unref();
-      renewals.add(timer);
-      let released: Promise<void> | undefined;
-      return {
-        owner: true,
-        release() {
-          released ??= (async () => {
-            clearInterval(timer);
-            renewals.delete(timer);
-            await client.request({ op: 'release', key: key(digest), claim: claim.id });
-          })();
-          return released;
-        },
-      };
+      return heldClaim(renewals, renewMs, {
+        renew: () => client.request({ op: 'renew', key: key(digest), claim: claim.id }),
+        release: () => client.request({ op: 'release', key: key(digest), claim: claim.id }),
+      });
     },
     async current(digest) {
       return ((await client.request({ op: 'current', key: key(digest) })) as string | null) ?? undefined;
