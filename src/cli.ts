@@ -20,7 +20,7 @@ import { createMirror } from '../middleware/mirror/index.js';
 import { startServer } from './server.js';
 
 const USAGE = `Usage: oci-mirror [--config FILE] [--workers N|auto]
-       oci-mirror check [--config FILE]
+       oci-mirror check [--config FILE] [--workers N|auto]
 ${ADMIN_USAGE}
   check     validate the config and read every file it names (secrets, htpasswd), then exit:
             0 when start-up would get past them, 2 with start-up's messages when not
