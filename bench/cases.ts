@@ -14,6 +14,7 @@ import { startS3, type RunningS3 } from '../test/helpers/s3.js';
 import { crowdCase, type CrowdSetup } from './crowd.js';
 import { cpuSeconds, ownCpuSeconds, pull, pullMany, sampleMemory, treeCpuSeconds } from './measure.js';
 import { replicasCase } from './replicas.js';
+import { workersCases } from './workers.js';
 import { parallelRun, singleRun, type Round, type Run } from './report.js';
 import { requestCases, type RequestsSetup } from './requests.js';
 import { throttledCases, type ThrottledSetup } from './throttled.js';
@@ -46,7 +47,9 @@ export interface Setup {
   s3: boolean;
   /** When given, the last round also runs two replicas over one s3rver bucket and this Redis, 10 clients split 5/5. */
   redis?: RunningRedis;
-  /** Rounds in the run: the two-replica case runs in the last. */
+  /** Whether the last round also runs the mirror with `workers: 1` and `workers: 2`, side by side. */
+  workers: boolean;
+  /** Rounds in the run: the two-replica and the workers cases run in the last. */
   rounds: number;
   /** Called with each mirror's pid and what it is for (to name its profile). */
   onMirror?: (pid: number, label: string) => void;
@@ -122,6 +125,8 @@ export async function round(s: Setup, b: Bench, i: number): Promise<Round> {
   const replicas = s.redis && i === s.rounds - 1 ? await replicasCase(s, b, s.redis) : undefined;
   const r10 = { direct10: await b.measured(fromUpstream, () => b.many(direct)), nginx10: await b.measured(fromNginx, () => b.many(nginx)) };
   const mirror10 = await mirrorMany(s, b, i);
+  // Once per run (about a minute), after the single mirror with ten clients they are compared with.
+  const workers = s.workers && i === s.rounds - 1 ? await workersCases(s, b, i) : {};
   const requests = s.requests ? await requestCases(s, s.requests, b, i) : {};
   const throttled = await throttledCases(s, s.throttled, b, i);
   const crowd = await crowdCase(s, s.crowd, b, i);
@@ -136,6 +141,7 @@ export async function round(s: Setup, b: Bench, i: number): Promise<Round> {
     ...r10,
     mirrorCold10: mirror10.cold,
     mirrorWarm10: mirror10.warm,
+    ...workers,
     ...requests,
     ...throttled,
     crowdCold: crowd,

@@ -130,12 +130,18 @@ const CASES = {
   mirrorWarm10: { label: 'mirror warm (restarted), aggregate', section: 'blob', clients: 'many' },
   replicasCold10: { label: '2 replicas on S3, cold, 5+5, aggregate', section: 'blob', clients: 'many' },
   replicasWarm10: { label: '2 replicas on S3, warm, 5+5, aggregate', section: 'blob', clients: 'many' },
+  workers1Cold10: { label: 'mirror, workers: 1, cold (one fill), aggregate', section: 'blob', clients: 'many' },
+  workers2Cold10: { label: 'mirror, workers: 2, cold (one fill), aggregate', section: 'blob', clients: 'many' },
+  workers1Warm10: { label: 'mirror, workers: 1, warm, aggregate', section: 'blob', clients: 'many' },
+  workers2Warm10: { label: 'mirror, workers: 2, warm, aggregate', section: 'blob', clients: 'many' },
   manifestNginx: { label: 'manifest by tag: nginx, same bytes', section: 'requests', clients: 32 },
   manifestProxy: { label: 'manifest by tag: distribution proxy, warm', section: 'requests', clients: 32 },
   manifestMirror: { label: 'manifest by tag: mirror, warm, within TTL', section: 'requests', clients: 32 },
   smallNginx: { label: '4 KB blob: nginx, same bytes', section: 'requests', clients: 32 },
   smallProxy: { label: '4 KB blob: distribution proxy, warm', section: 'requests', clients: 32 },
   smallMirror: { label: '4 KB blob: mirror, warm', section: 'requests', clients: 32 },
+  workers1Small: { label: '4 KB blob: mirror, workers: 1, warm', section: 'requests', clients: 32 },
+  workers2Small: { label: '4 KB blob: mirror, workers: 2, warm', section: 'requests', clients: 32 },
   ...throttledCases,
   crowdCold: { label: 'mirror cold, one fill, aggregate', section: 'crowd', clients: 300 },
 } satisfies Record<string, CaseInfo>;
@@ -229,6 +235,9 @@ const RATIOS: RatioDef[] = [
   over('mirror on S3 warm / s3rver GetObject direct', 's3Warm', 's3Direct'),
   over('2 replicas cold x10 / mirror on S3 cold', 'replicasCold10', 's3Cold'),
   over('2 replicas warm x10 / mirror on S3 warm', 'replicasWarm10', 's3Warm'),
+  over('workers: 2 / workers: 1, cold x10', 'workers2Cold10', 'workers1Cold10'),
+  over('workers: 2 / workers: 1, warm x10', 'workers2Warm10', 'workers1Warm10'),
+  over('workers: 2 / workers: 1, 4 KB blob req/s', 'workers2Small', 'workers1Small'),
   over('manifest by tag, req/s: mirror / nginx', 'manifestMirror', 'manifestNginx'),
   over('manifest by tag, req/s: mirror / proxy-mode', 'manifestMirror', 'manifestProxy'),
   over('4 KB blob, req/s: mirror / nginx', 'smallMirror', 'smallNginx'),
@@ -411,6 +420,13 @@ function notes(c: Cases): string[] {
   else out.push('Mirror on S3: not run (--no-s3 or --quick).');
   if (c.replicasCold10 && c.replicasWarm10) out.push(...replicaNotes(c.replicasCold10, c.replicasWarm10));
   else out.push('Two replicas on S3 + Redis: not run (--no-replicas, --quick, or no redis-server).');
+  if (c.workers1Cold10 && c.workers2Cold10) {
+    out.push(
+      `workers: 1 and workers: 2 (fs storage, 10 clients): upstream blob GETs cold ${gets(c.workers1Cold10)} and ${gets(c.workers2Cold10)} ` +
+        `(claim: exactly 1, across both workers too); X-Mirror-Cache cold ${caches(c.workers1Cold10)} and ${caches(c.workers2Cold10)}; ` +
+        'server CPU is the whole process tree (primary and workers). On 2 cores shared with the clients and the upstream, a second worker has little room to gain.',
+    );
+  } else out.push('workers: 1 against workers: 2: not run (--no-workers).');
   const failures = Object.values(c).flatMap((k) => k.runs.filter((r) => !r.ok).map((r) => `${k.label}: ${r.error ?? 'failed'}`));
   if (failures.length) out.push(`Failed runs: ${failures.join('; ')}.`);
   return out;

@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --runs N] [-- --quick] [-- --no-build] [-- --no-s3] [-- --no-replicas] [-- --cpu-prof]`
+ * `npm run bench [-- --runs N] [-- --quick] [-- --no-build] [-- --no-s3] [-- --no-replicas] [-- --no-workers] [-- --cpu-prof]`
  *
  * Pulls one 512 MiB incompressible layer straight from a docker-registry, from nginx
  * (sendfile), through distribution's proxy mode and through the mirror (a child process from
@@ -22,6 +22,9 @@
  * runs two replicas (issue 5): two mirror processes with their blobs on one s3rver bucket,
  * metadata on Keyv/Redis and replication on (one redis-server), ten clients split five and
  * five, cold then warm; --no-replicas leaves it out, and so does a machine without redis-server.
+ * The last round also runs the mirror with `workers: 1` and then `workers: 2` (issue 12): ten
+ * clients cold and warm on the big layer, and wrk on the 4 KB blob, side by side; --no-workers
+ * leaves it out.
  *
  * --quick: one round, a 64 MiB big layer, a 10 MB crowd blob, wrk for 2 s, no S3 and no
  * replicas; to check the harness (about a minute with the build), not to quote. Its results go
@@ -62,6 +65,7 @@ async function main(): Promise<void> {
       'cpu-prof': { type: 'boolean' },
       'no-s3': { type: 'boolean' },
       'no-replicas': { type: 'boolean' },
+      'no-workers': { type: 'boolean' },
     },
   });
   const quick = flags.quick ?? false;
@@ -113,6 +117,7 @@ async function main(): Promise<void> {
     work,
     nodeFlags: flags['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', PROFILES] : [],
     s3: !flags['no-s3'] && !quick,
+    workers: !flags['no-workers'],
     ...(redis ? { redis } : {}),
     rounds: runs,
     onMirror: (pid, label) => mirrors.set(pid, label),
@@ -132,7 +137,7 @@ async function main(): Promise<void> {
 
   await warmUp(setup, b);
   const rounds = await repeat(runs, (i) => {
-    const replicas = setup.redis && i === runs - 1 ? ', two replicas on S3 + Redis' : '';
+    const replicas = (setup.redis && i === runs - 1 ? ', two replicas on S3 + Redis' : '') + (setup.workers && i === runs - 1 ? ', workers: 1 and 2' : '');
     log(
       `round ${i + 1} of ${runs}: direct, nginx, proxy mode, mirror${setup.s3 ? ', mirror on S3' : ''}${replicas}; 1 client, then ${setup.clients}; ` +
         `${requests ? 'small requests (wrk), ' : ''}throttled upstream, ${setup.crowd.clients} clients`,

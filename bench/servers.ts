@@ -134,6 +134,8 @@ export interface MirrorOptions {
   replica?: { redis: string; secret: string };
   /** The CLI to run; dist/src/cli.js of this checkout by default (an A/B run passes another build's). */
   cli?: string;
+  /** The config's `workers`: one process by default. */
+  workers?: number;
 }
 
 /** The key prefix of the mirror's blobs in an S3 bucket. */
@@ -152,7 +154,7 @@ const CLI = resolve(import.meta.dirname, '..', 'dist', 'src', 'cli.js');
  * The mirror's CLI as its own process, configured as a user would: fs storage with the default
  * fsync, or blobs on S3 (default part size and concurrency) with metadata on fs.
  */
-export async function startMirror({ upstreamUrl, dataDir, work, nodeFlags = [], s3, replica, cli = CLI }: MirrorOptions): Promise<MirrorProcess> {
+export async function startMirror({ upstreamUrl, dataDir, work, nodeFlags = [], s3, replica, cli = CLI, workers }: MirrorOptions): Promise<MirrorProcess> {
   if (replica && !s3) throw new Error('a replica needs its blobs on S3');
   const port = await freePort();
   const config = join(work, `mirror-${port}.yaml`);
@@ -173,6 +175,7 @@ export async function startMirror({ upstreamUrl, dataDir, work, nodeFlags = [], 
       // With S3 the fill spools to a local file as well (unlinked at once); keep it in the bench's temp dir.
       fill: { timeout: '5m', ...(s3 ? { spoolDir: join(dataDir, 'spool') } : {}) },
       ...(replica ? { replication: { redis: replica.redis, advertise: url, secret: replica.secret, namespace: 'bench' } } : {}),
+      ...(workers ? { workers } : {}),
     }),
   );
   const proc = spawnTracked(process.execPath, [...nodeFlags, cli, '--config', config], {

@@ -6,20 +6,26 @@
  * `oci-mirror check [--config mirror.yaml]` stops after the config and the files it names
  * have been read, with the same messages and exit code (like `nginx -t`).
  * `oci-mirror warm|ls|purge|gc …` are the admin commands (src/admin/cli.ts).
+ * With `workers` above 1 (or `--workers`), this process is the primary and forks the workers,
+ * which run this file again and serve (src/cluster/).
  */
+import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
 import { ADMIN_USAGE, isAdminCommand, runAdminCommand } from './admin/cli.js';
-import { ConfigError, loadConfigFile, parseConfig, type MirrorConfig } from './config.js';
+import { runPrimary, startWorker, workerCount } from './cluster/index.js';
+import { ConfigError, loadConfigFile, parseConfig, withWorkers, type MirrorConfig } from './config.js';
+import { createLogger } from './logging/index.js';
 import { checkConfigFiles } from '../middleware/mirror/config-files.js';
 import { createMirror } from '../middleware/mirror/index.js';
 import { startServer } from './server.js';
 
-const USAGE = `Usage: oci-mirror [--config FILE]
-       oci-mirror check [--config FILE]
+const USAGE = `Usage: oci-mirror [--config FILE] [--workers N|auto]
+       oci-mirror check [--config FILE] [--workers N|auto]
 ${ADMIN_USAGE}
   check     validate the config and read every file it names (secrets, htpasswd), then exit:
             0 when start-up would get past them, 2 with start-up's messages when not
   -c, --config FILE   YAML configuration (default: mirror Docker Hub on 127.0.0.1:5000, storage in ./data)
+  -w, --workers N     processes serving the port, or auto for one per core (default: the config's workers, 1)
   -h, --help          show this help
 `;
 
@@ -30,14 +36,44 @@ function configProblem(err: unknown): number {
   return 2;
 }
 
+/** Settles at SIGTERM or SIGINT. */
+function stopSignal(): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const stop = () => {
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
+      resolve();
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+}
+
+/** A cluster worker: the primary parsed the config and sends it. */
+async function worker(): Promise<number> {
+  const { config, replication, relayServer, listening } = await startWorker();
+  const stopped = stopSignal();
+  let server;
+  try {
+    server = await startServer(config, { replication, recover: false, relayServer });
+  } catch (err) {
+    return configProblem(err);
+  }
+  listening();
+  await stopped;
+  await server.close();
+  return 0;
+}
+
 async function main(argv: string[]): Promise<number> {
+  if (cluster.isWorker) return worker();
   if (isAdminCommand(argv[0])) return runAdminCommand(argv[0], argv.slice(1), (config) => createMirror(config, { maintenance: false }));
   const checkOnly = argv[0] === 'check';
-  let values: { config?: string; help?: boolean };
+  let values: { config?: string; workers?: string; help?: boolean };
   try {
     ({ values } = parseArgs({
       args: checkOnly ? argv.slice(1) : argv,
-      options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+      options: { config: { type: 'string', short: 'c' }, workers: { type: 'string', short: 'w' }, help: { type: 'boolean', short: 'h' } },
       strict: true,
     }));
   } catch (err) {
@@ -51,10 +87,20 @@ async function main(argv: string[]): Promise<number> {
   let config: MirrorConfig;
   try {
     config = values.config ? await loadConfigFile(values.config) : parseConfig({});
+    if (values.workers !== undefined) config = withWorkers(config, values.workers);
   } catch (err) {
     return configProblem(err);
   }
   if (checkOnly) return check(config, values.config ?? 'the default config');
+  const workers = workerCount(config.workers);
+  if (workers > 1) {
+    // The workers read the files the config names; a missing one stops the start here, once, with the same message.
+    const problems = checkConfigFiles(config);
+    for (const message of problems) process.stderr.write(`oci-mirror: ${message}\n`);
+    if (problems.length) return 2;
+    return runPrimary({ config, workers, logger: createLogger(), stop: stopSignal() });
+  }
+  const stopped = stopSignal();
   let server;
   try {
     server = await startServer(config);
@@ -62,15 +108,7 @@ async function main(argv: string[]): Promise<number> {
     // Secrets and htpasswd files are read at start-up: a missing one is a config error too.
     return configProblem(err);
   }
-  await new Promise<void>((resolve) => {
-    const stop = () => {
-      process.off('SIGTERM', stop);
-      process.off('SIGINT', stop);
-      resolve();
-    };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
-  });
+  await stopped;
   await server.close();
   return 0;
 }

@@ -14,6 +14,7 @@ import { DEFAULT_MEMO_BYTES } from './memo/storage.js';
 import { FILL_LIMITS_DEFAULTS } from './fill/limits.js';
 import { storageSchema } from './storage-config.js';
 import { replicationSchema } from './replication/config.js';
+import { parseWorkersFlag, WORKERS_EXPECTED, workersProblems, workersSchema } from './cluster/config.js';
 import { fallbackGroupSchema, upstreamSchema } from './upstream/config.js';
 import { listenerTls } from './listener/config.js';
 
@@ -128,6 +129,8 @@ export const configSchema = z
     trustedProxies: z.array(z.string().refine(isAddressOrRange, { message: 'must be an IP address or a CIDR range' })).default([]),
     /** Replicas over shared storage: one upstream fetch per blob between them (see README, "Replicas"). Off when absent. */
     replication: replicationSchema.optional(),
+    /** Processes serving `listen` together: a number, or `auto` for one per core (see README, "Running"). One by default. */
+    workers: workersSchema.default(1),
     /** The status page at /_mirror/: hit ratio and bytes over time, upstream health, fills in flight, largest and most pulled repositories. */
     status: z
       .object({
@@ -166,11 +169,22 @@ export const configSchema = z
         if (!names.has(n)) ctx.addIssue({ code: 'custom', path: ['fallbackGroups', i, 'upstreams', j], message: `no upstream is named "${n}"` });
       });
     });
+    for (const { path, message } of workersProblems(config)) ctx.addIssue({ code: 'custom', path: path.split('.'), message });
   });
 
 export type MirrorConfigInput = z.input<typeof configSchema>;
 export type MirrorConfig = z.output<typeof configSchema>;
 export type UpstreamConfig = MirrorConfig['upstreams'][number];
+
+/** The config with `workers` as the `--workers` flag says, checked as the key would be. */
+export function withWorkers(config: MirrorConfig, flag: string): MirrorConfig {
+  const workers = parseWorkersFlag(flag);
+  if (workers === undefined) throw new ConfigError(`--workers: ${WORKERS_EXPECTED}, not "${flag}"`);
+  const next = { ...config, workers };
+  const problems = workersProblems(next).map((p) => `${p.path}: ${p.message}`);
+  if (problems.length) throw new ConfigError(`--workers ${flag} does not fit the config:\n  ${problems.join('\n  ')}`, problems);
+  return next;
+}
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';

@@ -18,17 +18,23 @@ import { metricsEndpoint } from '../middleware/metrics-endpoint/index.js';
 import { requireClient } from '../middleware/mirror-auth/index.js';
 import { statusPage } from '../middleware/status-page/index.js';
 import { createReadiness } from './health/index.js';
-import { createListener } from './listener/index.js';
+import { createListener, RESPONSE_BUFFER } from './listener/index.js';
 import { createLogger } from './logging/index.js';
 import { createMetrics, type Metrics } from './metrics/index.js';
 import { createMirror, type Mirror, type MirrorOptions } from '../middleware/mirror/index.js';
 import { adminToken, type OnSecretReload } from '../middleware/mirror/config-files.js';
 import { createStatus, type Status } from './status/index.js';
+import { FILLS_PATH } from './replication/index.js';
 import type { Secret } from './secrets.js';
 
 export interface ServerOptions extends MirrorOptions {
   /** Defaults to `createLogger()`, which redacts credentials; a logger of your own should use its `redact`. */
   logger?: Logger;
+  /**
+   * A listening loopback server, without a handler, on which to answer the fill relay only
+   * (`/_mirror/fills/`): a cluster worker's, which its sibling workers stream its fills from.
+   */
+  relayServer?: Server;
 }
 
 export interface MirrorServer {
@@ -47,14 +53,6 @@ export interface MirrorServer {
   /** Stops accepting, waits up to `graceMs` for fills in flight, then closes every connection. */
   close(graceMs?: number): Promise<void>;
 }
-
-/**
- * Bytes a response socket buffers before its writer waits for it to drain. The default (16 KiB)
- * makes every chunk a fill hands out (about 64 KiB, as they came from the upstream) wait for a
- * drain; 1 MiB lets several go at once. Measured in the bench: ten clients joining one cold
- * fill went from 1272–1773 to 1860–2623 MB/s; warm pulls did not change measurably.
- */
-const RESPONSE_BUFFER = 1024 * 1024;
 
 /** Paths that probes, scrapers and an open status page ask for again and again. */
 const ROUTINE = new Set(['/healthz', '/readyz', '/metrics', '/_mirror/status.json']);
@@ -112,6 +110,8 @@ export async function startServer(config: MirrorConfig, options: ServerOptions =
 
   const { server } = listener;
   server.on('request', app.callback());
+  const { relayServer } = options;
+  relayServer?.on('request', relayApp(mirror, logger).callback());
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     // Only the code: the error carries the raw request bytes, credentials and all.
     logger.debug({ code: err.code }, 'request refused by the HTTP parser');
@@ -143,7 +143,10 @@ export async function startServer(config: MirrorConfig, options: ServerOptions =
         listener.close();
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
+        // Open until the fills are done: a sibling may be relaying one of them.
         await mirror.close(graceMs);
+        relayServer?.close();
+        relayServer?.closeAllConnections();
         status?.close();
         metrics.stop();
         server.closeAllConnections();
@@ -203,6 +206,17 @@ function liveness(readiness: ReturnType<typeof createReadiness>): Koa.Middleware
       return next();
     }
   };
+}
+
+/** The fill relay and nothing else: the relay socket has no business with pulls, probes or admin. */
+function relayApp(mirror: Mirror, logger: Logger): Koa {
+  const app = new Koa();
+  // Most often the sibling stopped reading (its clients left); it resumes or fetches on its own.
+  app.on('error', (err: unknown) => logger.debug({ err }, 'fill relay response failed'));
+  app.use(async function relayOnly(ctx, next) {
+    if (ctx.path.startsWith(FILLS_PATH)) return mirror(ctx, next);
+  });
+  return app;
 }
 
 /** The koa app: probes, metrics, the status page and admin API when enabled, then the mirror. */

@@ -26,7 +26,7 @@ import { evictionFromConfig, type Eviction, type EvictionTurns } from '../../src
 import { prefetchPlatforms, type Prefetcher } from '../../src/admin/prefetch.js';
 import type { WarmDeps } from '../../src/admin/warm.js';
 import { createFills, type Fills } from '../../src/fill/index.js';
-import { FILLS_PATH, replicationFromConfig } from '../../src/replication/index.js';
+import { FILLS_PATH, replicationFromConfig, type Replication } from '../../src/replication/index.js';
 import type { Storage } from '../../src/storage.js';
 import { memoStorage } from '../../src/memo/storage.js';
 import { tagRecordExpiry } from '../../src/manifests/keys.js';
@@ -52,6 +52,13 @@ export interface MirrorOptions {
    * progress recovery would remove. Default true.
    */
   maintenance?: boolean;
+  /**
+   * `false`: no start-up recovery of storage, because another process ran it and shares the
+   * storage now (a cluster worker: its primary). Default: as `maintenance`.
+   */
+  recover?: boolean;
+  /** Coordination with the processes sharing the storage, instead of the config's `replication` (a cluster worker's siblings). */
+  replication?: Replication;
 }
 
 export interface Mirror extends Middleware {
@@ -199,15 +206,15 @@ function chainFrom(config: MirrorConfig, { routing, identify, manifests, links, 
 }
 
 export function createMirror(config: MirrorConfig, options: MirrorOptions = {}): Mirror {
+  const replication = options.replication ?? (config.replication && replicationFromConfig(config.replication));
   // Replicas share the storage: start-up recovery must leave the others' fills in flight alone.
-  const stored = options.storage ?? createStorage(config.storage, { recoverOlderThan: config.replication ? config.fill.timeout : 0 });
+  const stored = options.storage ?? createStorage(config.storage, { recoverOlderThan: replication ? config.fill.timeout : 0 });
   // Everything below reads and writes through the memo, so that its deletes reach it too.
   const { tagTtl, memoBytes } = config.cache;
   const storage = memoStorage(stored, { budget: memoBytes, maxAge: tagTtl, expiresAt: tagRecordExpiry(tagTtl) });
   const events = new MirrorEvents();
   const upstreams =
     options.upstreams ?? createUpstreams(config.upstreams, { onBackoff: (e) => events.emit('upstream:backoff', e), onSecretReload: options.onSecretReload });
-  const replication = config.replication && replicationFromConfig(config.replication);
   const fills = createFills({
     store: storage.blobs,
     timeout: config.fill.timeout,
@@ -230,7 +237,7 @@ export function createMirror(config: MirrorConfig, options: MirrorOptions = {}):
     maxManifestBytes: config.cache.maxManifestBytes,
   });
   const maintenance = options.maintenance ?? true;
-  const ready = maintenance ? Promise.all([storage.blobs.recover?.(), storage.meta.recover?.()]).then(() => {}) : Promise.resolve();
+  const ready = (options.recover ?? maintenance) ? Promise.all([storage.blobs.recover?.(), storage.meta.recover?.()]).then(() => {}) : Promise.resolve();
   ready.catch(() => {});
   const routing = routingFrom(config, upstreams, events);
   const { eviction, prefetch } = maintenance

@@ -15,6 +15,14 @@ import type { Logger } from 'pino';
 import { ConfigError } from '../config.js';
 import type { ListenerTls } from './config.js';
 
+/**
+ * Bytes a response socket buffers before its writer waits for it to drain. The default (16 KiB)
+ * makes every chunk a fill hands out (about 64 KiB, as they came from the upstream) wait for a
+ * drain; 1 MiB lets several go at once. Measured in the bench: ten clients joining one cold
+ * fill went from 1272–1773 to 1860–2623 MB/s; warm pulls did not change measurably.
+ */
+export const RESPONSE_BUFFER = 1024 * 1024;
+
 /** Writers touch the two files one after the other; this lets them finish. */
 const RELOAD_DEBOUNCE_MS = 250;
 

@@ -8,6 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { createClient } from '@keyv/redis';
 import type { FillLease, LeaseClaim } from '../fill/lease.js';
+import { heldClaim } from './held-claim.js';
 
 export interface RedisLeaseOptions {
   url: string;
@@ -49,24 +50,10 @@ export function redisFillLease({ url, advertise, namespace = 'oci-mirror', kind 
       const value = `${randomUUID()} ${advertise}`;
       const set = await redis.set(key(digest), value, { condition: 'NX', expiration: { type: 'PX', value: ttlMs } });
       if (set === 'OK') {
-        const timer = setInterval(() => {
-          // A failed renewal is retried at the next tick; the ttl leaves room for two misses.
-          redis.eval(RENEW, { keys: [key(digest)], arguments: [value, String(ttlMs)] }).catch(() => {});
-        }, renewMs);
-        timer.unref();
-        renewals.add(timer);
-        let released: Promise<void> | undefined;
-        return {
-          owner: true,
-          release() {
-            released ??= (async () => {
-              clearInterval(timer);
-              renewals.delete(timer);
-              await redis.eval(RELEASE, { keys: [key(digest)], arguments: [value] });
-            })();
-            return released;
-          },
-        };
+        return heldClaim(renewals, renewMs, {
+          renew: () => redis.eval(RENEW, { keys: [key(digest)], arguments: [value, String(ttlMs)] }),
+          release: () => redis.eval(RELEASE, { keys: [key(digest)], arguments: [value] }),
+        });
       }
       const current = await redis.get(key(digest));
       // Released between our SET and GET: claim again.
