@@ -111,6 +111,9 @@ class HashThread {
 
 const thread = new HashThread();
 
+/** The least new data worth a message to the worker. */
+const STEP = 1024 * 1024;
+
 /**
  * The digest of one spool file, computed in the worker as the fill writes. Calls come from the
  * fill in order: `written` as batches land in the file, then either `digest` once, or `close`.
@@ -126,6 +129,8 @@ export class SpoolHash {
   private pendingDigest: { resolve: (hex: string) => void; reject: (e: Error) => void } | undefined;
   private dropped: (() => void) | undefined;
   private closed = false;
+  /** digest() was called: everything written is due, however little. */
+  private finishing = false;
 
   constructor(
     private readonly fd: number,
@@ -142,7 +147,9 @@ export class SpoolHash {
 
   /** The hex digest of the first `size` bytes, once they are all hashed; the worker is done with the file after it. */
   async digest(size: number): Promise<string> {
-    if (this.written_ < size) this.written(size);
+    this.written_ = Math.max(this.written_, size);
+    this.finishing = true;
+    this.pump();
     while (this.hashed < size) {
       if (this.error) throw this.error;
       await new Promise<void>((resolve, reject) => (this.waiting = { resolve, reject }));
@@ -167,7 +174,10 @@ export class SpoolHash {
   }
 
   private pump(): void {
-    if (this.inFlight || this.error || this.closed || this.hashed >= this.written_) return;
+    // A message costs the main thread about what hashing 10 KB would: one per STEP written at
+    // most, until digest() wants the rest.
+    const due = this.finishing ? this.hashed < this.written_ : this.written_ - this.hashed >= STEP;
+    if (this.inFlight || this.error || this.closed || !due) return;
     this.inFlight = true;
     thread.post({ type: 'update', id: this.id, fd: this.fd, upto: this.written_, algorithm: this.digestOf.algorithm });
   }
