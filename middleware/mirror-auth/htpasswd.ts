@@ -5,7 +5,6 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import bcrypt from 'bcryptjs';
 
 export interface Htpasswd {
   verify(username: string, password: string): Promise<boolean>;
@@ -36,6 +35,9 @@ export function loadHtpasswd(path: string): Htpasswd {
 
 export function htpasswd(users: Map<string, string>): Htpasswd {
   const remembered = new Map<string, number>();
+  // Loading starts here, at start-up when the config names an htpasswd file; a mirror without one never loads bcrypt.
+  const bcrypt = import('bcryptjs').then((m) => m.default);
+  bcrypt.catch(() => undefined);
   return {
     async verify(username, password) {
       const hash = users.get(username);
@@ -43,7 +45,7 @@ export function htpasswd(users: Map<string, string>): Htpasswd {
       const key = createHash('sha256').update(`${username}\0${password}\0${hash}`).digest('base64url');
       const until = remembered.get(key);
       if (until !== undefined && until > Date.now()) return true;
-      if (!(await bcrypt.compare(password, hash))) return false;
+      if (!(await (await bcrypt).compare(password, hash))) return false;
       if (remembered.size >= MAX_REMEMBERED) remembered.clear();
       remembered.set(key, Date.now() + REMEMBER_MS);
       return true;
