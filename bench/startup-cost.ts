@@ -3,7 +3,7 @@
  * couple of seconds after it first answered /healthz, with its anonymous/file split and V8's
  * own figures), and what each dependency costs to import, each in a fresh node process.
  *
- *   npm run bench:startup [-- --runs 5] [-- --node-flags "--max-semi-space-size=2"]
+ *   npm run bench:startup [-- --runs 5 --skip-imports --node-flags="--max-semi-space-size=2"]
  *
  * The idle starts use the embedded default config (no file: 127.0.0.1:5000, ./data in a temp
  * dir) when port 5000 is free, and always the same config from a file on a free port (listen
