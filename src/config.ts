@@ -5,7 +5,6 @@
  */
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
-import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import { duration } from './duration.js';
 import { DEFAULT_MAX_MANIFEST_BYTES } from './manifests/keys.js';
@@ -214,6 +213,8 @@ export async function loadConfigFile(path: string): Promise<MirrorConfig> {
   } catch (err) {
     throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`);
   }
+  // Loaded only for a file: the embedded default config (no file) does without the parser.
+  const { parse: parseYaml, YAMLParseError } = await import('yaml');
   let data: unknown;
   try {
     data = parseYaml(text, { prettyErrors: true });

@@ -5,7 +5,6 @@
  * on every request; a changed entry is a new hash, so a rotated password is never remembered.
  */
 import { createHash } from 'node:crypto';
-import bcrypt from 'bcryptjs';
 import { FileSecret, type SecretReload } from '../../src/secret-file.js';
 import { currentSecret, type Secret } from '../../src/secrets.js';
 
@@ -40,6 +39,9 @@ export function loadHtpasswd(path: string, onReload?: (reload: SecretReload) => 
 
 export function htpasswd(users: Secret<Map<string, string>>): Htpasswd {
   const remembered = new Map<string, number>();
+  // Loading starts here, at start-up when the config names an htpasswd file; a mirror without one never loads bcrypt.
+  const bcrypt = import('bcryptjs').then((m) => m.default);
+  bcrypt.catch(() => undefined);
   return {
     async verify(username, password) {
       const hash = currentSecret(users).get(username);
@@ -47,7 +49,7 @@ export function htpasswd(users: Secret<Map<string, string>>): Htpasswd {
       const key = createHash('sha256').update(`${username}\0${password}\0${hash}`).digest('base64url');
       const until = remembered.get(key);
       if (until !== undefined && until > Date.now()) return true;
-      if (!(await bcrypt.compare(password, hash))) return false;
+      if (!(await (await bcrypt).compare(password, hash))) return false;
       if (remembered.size >= MAX_REMEMBERED) remembered.clear();
       remembered.set(key, Date.now() + REMEMBER_MS);
       return true;

@@ -3,7 +3,6 @@
  * over that replica's internal endpoint (`middleware/fill-relay`). The local fill verifies
  * size and digest as for an upstream body, so a replica is trusted for nothing.
  */
-import { request } from 'undici';
 import type { FillRelay } from '../fill/coordinated.js';
 
 export const REPLICA_SECRET_HEADER = 'x-mirror-replica-secret';
@@ -15,7 +14,12 @@ const HEADERS_TIMEOUT_MS = 10_000;
 const BODY_TIMEOUT_MS = 30_000;
 
 export function httpRelay(secret: string): FillRelay {
+  // undici's index (its `request` on the global dispatcher) loads at start-up with replication only:
+  // the upstreams load just the parts they need (src/upstream/undici.ts).
+  const undici = import('undici');
+  undici.catch(() => undefined);
   return async (holder, digest, signal) => {
+    const { request } = await undici;
     const res = await request(new URL(FILLS_PATH + digest, holder), {
       method: 'GET',
       headers: { [REPLICA_SECRET_HEADER]: secret },

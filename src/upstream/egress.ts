@@ -4,7 +4,8 @@
  * lower case first, as undici and curl read them). Without either, the dispatchers are the plain
  * pool and agent they always were.
  */
-import { Agent, buildConnector, EnvHttpProxyAgent, Pool, ProxyAgent, type Dispatcher } from 'undici';
+import type { buildConnector as BuildConnector, Dispatcher } from 'undici';
+import { Agent, buildConnector, EnvHttpProxyAgent, Pool, ProxyAgent } from './undici.js';
 import type { UpstreamTls } from './types.js';
 
 export interface EgressOptions {
@@ -63,7 +64,7 @@ function tlsConnectOptions(tls: UpstreamTls | undefined): Record<string, unknown
  * server that wants a client certificate says so with such an alert after a TLS 1.3 handshake,
  * and without it the error would not say why.
  */
-function keepingTlsAlerts(options: buildConnector.BuildOptions): buildConnector.connector {
+function keepingTlsAlerts(options: BuildConnector.BuildOptions): BuildConnector.connector {
   const connect = buildConnector(options);
   return (opts, callback) =>
     connect(opts, (...args) => {

@@ -6,7 +6,8 @@
  * concurrent fetches of one key share one request; both maps live in the closure of one upstream.
  */
 import { createHash } from 'node:crypto';
-import { getDomain } from 'tldts';
+import { createRequire } from 'node:module';
+import type * as Tldts from 'tldts';
 import type { Dispatcher } from 'undici';
 import { deadline } from '../deadline.js';
 import { OciError } from '../errors.js';
@@ -14,6 +15,12 @@ import { discard, readWithin } from './body.js';
 import { shortReason } from './reason.js';
 import { TokenCache, type CachedToken } from './token-cache.js';
 import type { UpstreamCredentials } from './types.js';
+
+// tldts's suffix list costs about 1 MB of heap (more RSS); it loads on the first realm on another host,
+// synchronously (its CommonJS build is what an import loads too), so checkRealm stays synchronous.
+const require = createRequire(import.meta.url);
+let tldts: typeof Tldts | undefined;
+const getDomain: typeof Tldts.getDomain = (...args) => (tldts ??= require('tldts') as typeof Tldts).getDomain(...args);
 
 export interface BearerChallenge {
   realm: string;
