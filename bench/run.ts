@@ -47,7 +47,7 @@ import { bench, round, warmUp, type Setup } from './cases.js';
 import { build, commitName, defer, log, pushLayerImage, ROOT, runMain, upstreamIn } from './harness.js';
 import { hasWrk, repeat } from './measure.js';
 import { summarizeProfile } from './profile.js';
-import { buildCases, memory, ratios, report, writeJson, writeText, type Context } from './report.js';
+import { buildCases, memory, ratios, report, resultsHeader, writeJson, writeText, type Context } from './report.js';
 import { nginxFiles, pushSmallImage } from './requests.js';
 import { startNginx } from './servers.js';
 import { startLinks } from './throttled.js';
@@ -149,18 +149,7 @@ async function main(): Promise<void> {
   const seconds = (Date.now() - started) / 1000;
   const loadAfter = loadavg();
   const machine = { cpus: cpus().length, cpu: cpus()[0]?.model ?? '?', node: process.version };
-  const load = (l: number[]): string => l.map((v) => v.toFixed(1)).join(' ');
-  const flagList = Object.entries(flags).flatMap(([k, v]) => (v === true ? [`--${k}`] : typeof v === 'string' ? [`--${k} ${v}`] : []));
-  const header = [
-    '# Benchmark results',
-    '',
-    `Written by \`npm run bench${flagList.length ? ` -- ${flagList.join(' ')}` : ''}\` on ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC ` +
-      `at commit ${commit}, Node.js ${machine.node}, ${machine.cpus} cores (${machine.cpu}); ${runs} round${runs === 1 ? '' : 's'} in ${seconds.toFixed(0)} s.`,
-    `Load average (1, 5, 15 min) before: ${load(loadBefore)}, after: ${load(loadAfter)}. On ${machine.cpus} cores, a load above ${machine.cpus} ` +
-      'means other work shared the machine: MB/s and requests/s then say less than the ratios and the CPU seconds per GB.',
-    'How to run the bench and read these figures: [README, Benchmarks](../README.md#benchmarks).',
-    '',
-  ].join('\n');
+  const header = resultsHeader({ date: new Date().toISOString(), commit, machine, load: { before: loadBefore, after: loadAfter }, flags, runs, seconds });
   const text = `${header}\n${report(cases, rounds, context)}`;
   process.stdout.write(`\n${text}`);
   if (flags['cpu-prof']) process.stdout.write(await profiles(mirrors));
