@@ -50,6 +50,7 @@ export abstract class DirectBody extends Readable {
 export class ResponseLink {
   /** A response that closes early may not call back every write: nothing waits past its close. */
   readonly closed: Promise<void>;
+  private corked = false;
 
   constructor(readonly res: Writable) {
     this.closed = new Promise<void>((resolve) => res.once('close', resolve));
@@ -61,12 +62,25 @@ export class ResponseLink {
 
   /** A chunk nobody reuses. */
   write(chunk: Buffer): void {
+    this.corkForTick();
     this.res.write(chunk);
   }
 
   /** A chunk of a buffer to be reused: resolves once the socket is done with it (or the response closed). */
   writeOwned(chunk: Buffer): Promise<void> {
+    this.corkForTick();
     return Promise.race([new Promise<void>((resolve) => this.res.write(chunk, () => resolve())), this.closed]);
+  }
+
+  /** The chunks written in one tick (a fill's wake often finds several) go out in one writev. */
+  private corkForTick(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.res.cork();
+    process.nextTick(() => {
+      this.corked = false;
+      this.res.uncork();
+    });
   }
 
   /** Resolves when the response wants more, or closed. */
