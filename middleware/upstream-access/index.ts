@@ -8,6 +8,7 @@ import { OciError, isOciError, type ErrorCode } from '../../src/errors.js';
 import { discard } from '../../src/http.js';
 import { MANIFEST_ACCEPT } from '../../src/media-types.js';
 import type { OciRoute, UpstreamTarget } from '../../src/state.js';
+import { upstreamError } from '../../src/upstream/errors.js';
 import { credentialIdentity } from '../../src/upstream/token.js';
 import type { UpstreamCredentials } from '../../src/upstream/types.js';
 import { presented, unauthorized } from '../shared/credentials.js';
@@ -110,9 +111,12 @@ async function ask(target: UpstreamTarget, route: Exclude<OciRoute, { kind: 'bas
       throw unauthorized(`${target.upstream.name} refused these credentials for ${route.name}`);
     }
     if (isOciError(err) && err.code === 'DENIED') throw new OciError('DENIED', err.message);
+    // Held off by the upstream's rate limit: no answer either, but one that says when to come back.
+    if (isOciError(err) && err.code === 'TOOMANYREQUESTS') throw err;
     // Fail closed: without the upstream's word, nothing private is served.
     throw new OciError('UNAVAILABLE', `cannot confirm access to ${route.name} with ${target.upstream.name}`, { cause: err });
   }
+  if (res.status === 429) throw await upstreamError(res, notFound);
   void discard(res.body);
   if (res.status === 200) return;
   if (res.status === 401) throw unauthorized(`${target.upstream.name} refused these credentials for ${route.name}`);
