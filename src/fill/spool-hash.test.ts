@@ -2,9 +2,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, open, rm, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { parseDigest } from '../reference.js';
-import { SpoolHash } from './spool-hash.js';
+import { hashThreadRunning, SpoolHash } from './spool-hash.js';
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
@@ -75,5 +75,27 @@ describe('SpoolHash', () => {
     // Were the worker still reading, closing the descriptor now could feed it another file's bytes.
     await handle.close();
     await hash.close(); // twice is harmless
+  });
+
+  it('ends its worker thread once no fill has needed it for 30 s, and starts one again for the next', async () => {
+    const data = Buffer.from('idle worker');
+    const handle = await open(join(dir, 'd.fill'), 'w+');
+    await handle.write(data, 0, data.length, 0);
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const first = new SpoolHash(handle.fd, parseDigest(`sha256:${sha256(data)}`));
+      expect(await first.digest(data.length)).toBe(sha256(data));
+      expect(hashThreadRunning()).toBe(true);
+      vi.advanceTimersByTime(29_000);
+      expect(hashThreadRunning()).toBe(true);
+      vi.advanceTimersByTime(1_000);
+      expect(hashThreadRunning()).toBe(false);
+      const next = new SpoolHash(handle.fd, parseDigest(`sha256:${sha256(data)}`));
+      expect(await next.digest(data.length)).toBe(sha256(data));
+      expect(hashThreadRunning()).toBe(true);
+    } finally {
+      vi.useRealTimers();
+      await handle.close();
+    }
   });
 });

@@ -65,26 +65,37 @@ interface Listener {
 }
 
 /**
- * One worker thread for every fill of the process, started with the first fill and let go of
- * when idle, so that a mirror at rest costs no thread. Shared by design: hashing outruns a
- * loopback link, and fills in parallel interleave by message (see SLICE).
+ * One worker thread for every fill of the process, started with the first fill and ended once
+ * no fill has needed it for IDLE_MS, so that a mirror at rest costs no thread (a worker is about
+ * 10 MB of RSS). Shared by design: hashing outruns a loopback link, and fills in parallel
+ * interleave by message (see SLICE).
  */
 class HashThread {
   private worker: Worker | undefined;
   private readonly listeners = new Map<number, Listener>();
   private nextId = 1;
+  private idle: NodeJS.Timeout | undefined;
 
   register(listener: Listener): number {
     const id = this.nextId++;
     this.listeners.set(id, listener);
+    clearTimeout(this.idle);
     this.ensure().ref();
     return id;
   }
 
   unregister(id: number): void {
     this.listeners.delete(id);
-    // An idle worker must not keep the process alive, nor should it cost a thread while idle.
-    if (this.listeners.size === 0) this.worker?.unref();
+    if (this.listeners.size > 0) return;
+    // An idle worker must not keep the process alive, and goes after a while.
+    this.worker?.unref();
+    clearTimeout(this.idle);
+    this.idle = setTimeout(() => this.retire(), IDLE_MS).unref();
+  }
+
+  /** Whether a worker thread is running now. */
+  get running(): boolean {
+    return this.worker !== undefined;
   }
 
   post(message: Record<string, unknown>): void {
@@ -107,12 +118,24 @@ class HashThread {
     this.worker = worker;
     return worker;
   }
+
+  private retire(): void {
+    const worker = this.worker;
+    if (!worker || this.listeners.size > 0) return;
+    this.worker = undefined; // before it exits: its 'exit' is then nobody's loss
+    void worker.terminate();
+  }
 }
 
 const thread = new HashThread();
 
 /** The least new data worth a message to the worker. */
 const STEP = 1024 * 1024;
+/** How long the worker outlives the last fill that needed it. */
+const IDLE_MS = 30_000;
+
+/** Whether the hash worker thread is running (for tests and the curious). */
+export const hashThreadRunning = (): boolean => thread.running;
 
 /**
  * The digest of one spool file, computed in the worker as the fill writes. Calls come from the
