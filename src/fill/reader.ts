@@ -111,7 +111,7 @@ export class FillReader extends DirectBody {
       } else if (fromFile > 0) {
         await to.until(writing[turn]);
         if (gone()) return false;
-        const buffer = (buffers[turn] ??= Buffer.allocUnsafeSlow(CHUNK));
+        const buffer = (buffers[turn] ??= Buffer.allocUnsafeSlow(this.bufferSize(CHUNK)));
         const n = await fill.readAt(buffer.subarray(0, fromFile), this.position);
         if (gone()) return false;
         if (fill.error) throw fill.error;
