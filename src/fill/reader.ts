@@ -97,22 +97,16 @@ export class FillReader extends DirectBody {
     const gone = () => this.destroyed || to.gone;
     for (;;) {
       if (gone()) return false;
-      if (fill.error) throw fill.error;
-      const { limit, total } = fill.bounds(this.hold);
-      const last = Math.min(this.last ?? Infinity, (total ?? Infinity) - 1);
-      if (this.position > last) break;
-      const available = Math.min(limit, last + 1) - this.position;
-      const recent = available > 0 ? fill.fromMemory(this.position, Math.min(available, CHUNK)) : undefined;
-      // Past `written` the bytes are only in memory, and trim() keeps them there until written.
-      const fromFile = recent ? 0 : Math.min(available, fill.written - this.position, CHUNK);
-      if (recent) {
-        this.position += recent.length;
-        to.write(recent);
-      } else if (fromFile > 0) {
+      const step = this.next();
+      if (step.kind === 'end') break;
+      if (step.kind === 'memory') {
+        this.position += step.chunk.length;
+        to.write(step.chunk);
+      } else if (step.kind === 'file') {
         await to.until(writing[turn]);
         if (gone()) return false;
         const buffer = (buffers[turn] ??= Buffer.allocUnsafeSlow(this.bufferSize(CHUNK)));
-        const n = await fill.readAt(buffer.subarray(0, fromFile), this.position);
+        const n = await fill.readAt(buffer.subarray(0, step.length), this.position);
         if (gone()) return false;
         if (fill.error) throw fill.error;
         if (n === 0) throw new Error(`the spool ended at ${this.position} bytes, before ${fill.written}`);
@@ -135,36 +129,42 @@ export class FillReader extends DirectBody {
     const fill = this.fill;
     for (;;) {
       if (this.destroyed) return;
-      if (fill.error) throw fill.error;
-      const { limit, total } = fill.bounds(this.hold);
-      const end = Math.min(this.last ?? Infinity, (total ?? Infinity) - 1);
-      if (this.position > end) {
+      const step = this.next();
+      if (step.kind === 'end') {
         this.push(null);
         return;
       }
-      const available = Math.min(limit, end + 1) - this.position;
-      if (available > 0) {
-        const recent = fill.fromMemory(this.position, Math.min(available, CHUNK));
-        if (recent) {
-          this.position += recent.length;
-          if (!this.deliver(recent)) return;
-          continue;
-        }
-        // Past `written` the bytes are only in memory, and trim() keeps them there until written.
-        const fromFile = Math.min(available, fill.written - this.position, CHUNK);
-        if (fromFile <= 0) {
-          await fill.changed();
-          continue;
-        }
-        const buf = Buffer.allocUnsafe(fromFile);
+      if (step.kind === 'memory') {
+        this.position += step.chunk.length;
+        if (!this.deliver(step.chunk)) return;
+      } else if (step.kind === 'file') {
+        const buf = Buffer.allocUnsafe(step.length);
         const n = await fill.readAt(buf, this.position);
         if (this.destroyed) return;
         if (fill.error) throw fill.error;
         this.position += n;
         if (!this.deliver(n === buf.length ? buf : buf.subarray(0, n))) return;
-        continue;
+      } else {
+        await fill.changed();
       }
-      await fill.changed();
     }
   }
+
+  /** What comes next at this reader's position: the end, bytes from the fill's memory, bytes to read from the spool, or a wait. */
+  private next(): Step {
+    const fill = this.fill;
+    if (fill.error) throw fill.error;
+    const { limit, total } = fill.bounds(this.hold);
+    const last = Math.min(this.last ?? Infinity, (total ?? Infinity) - 1);
+    if (this.position > last) return { kind: 'end' };
+    const available = Math.min(limit, last + 1) - this.position;
+    if (available <= 0) return { kind: 'wait' };
+    const recent = fill.fromMemory(this.position, Math.min(available, CHUNK));
+    if (recent) return { kind: 'memory', chunk: recent };
+    // Past `written` the bytes are only in memory, and trim() keeps them there until written.
+    const length = Math.min(available, fill.written - this.position, CHUNK);
+    return length > 0 ? { kind: 'file', length } : { kind: 'wait' };
+  }
 }
+
+type Step = { kind: 'end' } | { kind: 'wait' } | { kind: 'memory'; chunk: Buffer } | { kind: 'file'; length: number };
