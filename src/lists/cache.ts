@@ -78,25 +78,33 @@ export class ListCache {
   async answer<T>(kind: ListKind, target: UpstreamTarget, query: string, fetch: () => Promise<T>): Promise<ListResult<T>> {
     if (target.credentials) return { value: await fetch(), cache: 'MISS' };
     const key = listKey(kind, target);
-    const cached = entriesOf<T>(await this.meta.get(key)).find((e) => e.query === query);
+    const record = await this.meta.get(key);
+    const cached = entriesOf<T>(record).find((e) => e.query === query);
     if (cached && this.now() - cached.checkedAt < this.ttl) return { value: cached.value, cache: 'HIT' };
 
     const flight = `${key}\n${query}`;
     let pending = this.inFlight.get(flight) as Promise<ListResult<T>> | undefined;
     if (!pending) {
-      pending = this.refresh(key, query, cached, fetch).finally(() => this.inFlight.delete(flight));
+      pending = this.refresh(key, query, cached, record !== undefined, fetch).finally(() => this.inFlight.delete(flight));
       this.inFlight.set(flight, pending);
     }
     return pending;
   }
 
-  private async refresh<T>(key: string, query: string, cached: ListEntry<T> | undefined, fetch: () => Promise<T>): Promise<ListResult<T>> {
+  private async refresh<T>(
+    key: string,
+    query: string,
+    cached: ListEntry<T> | undefined,
+    /** A record is stored: only then is there anything for a 404 to delete (an upstream without referrers answers 404 every time). */
+    stored: boolean,
+    fetch: () => Promise<T>,
+  ): Promise<ListResult<T>> {
     let value: T;
     try {
       value = await fetch();
     } catch (err) {
       if (cached && isTransient(err)) return { value: cached.value, cache: 'STALE' };
-      if (isOciError(err) && err.status === 404) await this.meta.delete(key);
+      if (stored && isOciError(err) && err.status === 404) await this.meta.delete(key);
       throw err;
     }
     await this.keep(key, { query, value, checkedAt: this.now() });

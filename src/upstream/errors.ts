@@ -6,6 +6,7 @@
 import { OciError, isOciError } from '../errors.js';
 import type { OciErrorOptions } from '../errors.js';
 import { readWithin } from './body.js';
+import { retryAfterMs } from './rate-limit.js';
 import type { UpstreamResponse } from './types.js';
 
 const ERROR_BODY_LIMIT = 64 * 1024;
@@ -79,11 +80,8 @@ function clean(text: string): string {
   return chars.length > MAX_MESSAGE ? `${chars.slice(0, MAX_MESSAGE - 1).join('')}…` : flat;
 }
 
-/** `Retry-After` is delay-seconds or an HTTP-date; anything else is not passed on. */
+/** `Retry-After` is passed on only when the back-off could read it too (delay-seconds or an HTTP-date). */
 function retryAfterHeader(value: string | string[] | undefined): Record<string, string> {
   const v = (Array.isArray(value) ? value[0] : value)?.trim();
-  if (v === undefined) return {};
-  if (/^\d{1,9}$/.test(v)) return { 'Retry-After': v };
-  if (v.length <= 40 && /^[A-Za-z0-9 ,:]+$/.test(v) && Number.isFinite(Date.parse(v))) return { 'Retry-After': v };
-  return {};
+  return v !== undefined && retryAfterMs(v, Date.now()) !== undefined ? { 'Retry-After': v } : {};
 }
