@@ -36,6 +36,8 @@ describe.skipIf(!redisInstalled)('mirror replicas on one S3 bucket and one Redis
   let s3: RunningS3 | undefined;
   let redis: RunningRedis | undefined;
   let upstream: FakeUpstream | undefined;
+  /** A second upstream that has none of the blobs: its route must never get them from the other replica's fill. */
+  let other: FakeUpstream | undefined;
   let work: string;
   let a: MirrorServer;
   let b: MirrorServer;
@@ -50,7 +52,10 @@ describe.skipIf(!redisInstalled)('mirror replicas on one S3 bucket and one Redis
       blobs: { type: 's3', bucket: s3!.bucket, prefix: 'replicas', endpoint: s3!.endpoint, forcePathStyle: true, ...S3RVER_CREDENTIALS },
       meta: { type: 'keyv', url: redis!.url, namespace: 'replicas' },
     },
-    upstreams: [{ name: 'registry.test', url: upstream!.url, timeouts: { connect: '2s', headers: '5s', body: '5s' } }],
+    upstreams: [
+      { name: 'registry.test', url: upstream!.url, timeouts: { connect: '2s', headers: '5s', body: '5s' } },
+      { name: 'other.test', url: other!.url, timeouts: { connect: '2s', headers: '5s', body: '5s' } },
+    ],
     cache: { tagTtl: `${TAG_TTL_MS}ms` },
     fill: { spoolDir: join(work, `spool-${port}`) },
     shutdownGrace: '1s',
@@ -92,7 +97,7 @@ describe.skipIf(!redisInstalled)('mirror replicas on one S3 bucket and one Redis
 
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'oci-e2e-replicas-'));
-    [s3, redis, upstream] = await Promise.all([startS3(), startRedis(), startFakeUpstream()]);
+    [s3, redis, upstream, other] = await Promise.all([startS3(), startRedis(), startFakeUpstream(), startFakeUpstream()]);
     s3.onRequest = ({ method, path, query }) => {
       const upload = (method === 'PUT' && !('partNumber' in query)) || (method === 'POST' && 'uploads' in query);
       const key = /blobs\/(sha256\/[a-f0-9]{64})/.exec(path)?.[1] ?? /(sha256\/[a-f0-9]{64})/.exec(path)?.[1];
@@ -105,7 +110,7 @@ describe.skipIf(!redisInstalled)('mirror replicas on one S3 bucket and one Redis
   afterAll(async () => {
     await Promise.allSettled(servers.map((s) => s.close(500)));
     await Promise.allSettled(children.map((p) => terminate(p, 2_000)));
-    await Promise.allSettled([s3?.destroy(), redis?.destroy(), upstream?.close()]);
+    await Promise.allSettled([s3?.destroy(), redis?.destroy(), upstream?.close(), other?.close()]);
     await terminateAll(2_000);
     if (work) await rm(work, { recursive: true, force: true });
   });
@@ -164,6 +169,33 @@ describe.skipIf(!redisInstalled)('mirror replicas on one S3 bucket and one Redis
     expect(after.fetched - before.fetched).toBe(data.length);
     expect(after.relayed - before.relayed).toBe(data.length);
     console.info(`20 clients over 2 replicas, 4 MiB cold blob: ${elapsed} ms`);
+  });
+
+  it("relays a fill in flight only to a route whose own upstream has the blob (GET and HEAD, before and after the commit)", async () => {
+    const data = randomBytes(2 * MiB);
+    const digest = upstream!.addBlob(data);
+    let release!: () => void;
+    upstream!.faults.set(digest, { holdAt: MiB, hold: new Promise<void>((r) => (release = r)) });
+    const filling = raw(blobUrl(a, digest));
+    await waitFor(() => upstream!.count('GET', `/blobs/${digest}`) === 1, 10_000, 'A to start the fill');
+    const viaOther = `${blobUrl(b, digest)}?ns=other.test`;
+    const refused = async () => {
+      for (const method of ['GET', 'HEAD']) {
+        const res = await raw(viaOther, { method });
+        expect(res.status, method).toBe(404);
+        if (method === 'GET') expect(JSON.parse(res.body.toString()).errors[0].code).toBe('BLOB_UNKNOWN');
+      }
+    };
+    // B joins the lease A holds and relays A's fill, but other.test is asked and says no.
+    await refused();
+    release();
+    expect((await filling).body.equals(data)).toBe(true);
+    await waitFor(async () => (await stored(digest))?.equals(data) ?? false, 10_000, 'the blob to land in S3');
+    await refused();
+    expect(other!.count('GET', `/blobs/${digest}`)).toBe(0);
+    expect(other!.count('HEAD', `/blobs/${digest}`)).toBeGreaterThan(0);
+    // The route that fetched it is served by B from storage.
+    expect((await raw(blobUrl(b, digest))).body.equals(data)).toBe(true);
   });
 
   it('takes the fill over when the holder is killed mid-fill; the blob lands once, verified', async () => {
