@@ -16,8 +16,6 @@ import { runPrimary, startWorker, workerCount } from './cluster/index.js';
 import { ConfigError, loadConfigFile, parseConfig, withWorkers, type MirrorConfig } from './config.js';
 import { createLogger } from './logging/index.js';
 import { checkConfigFiles } from '../middleware/mirror/config-files.js';
-import { createMirror } from '../middleware/mirror/index.js';
-import { startServer } from './server.js';
 
 const USAGE = `Usage: oci-mirror [--config FILE] [--workers N|auto]
        oci-mirror check [--config FILE] [--workers N|auto]
@@ -55,7 +53,7 @@ async function worker(): Promise<number> {
   const stopped = stopSignal();
   let server;
   try {
-    server = await startServer(config, { replication, recover: false, relayServer });
+    server = await (await serving()).startServer(config, { replication, recover: false, relayServer });
   } catch (err) {
     return configProblem(err);
   }
@@ -67,7 +65,10 @@ async function worker(): Promise<number> {
 
 async function main(argv: string[]): Promise<number> {
   if (cluster.isWorker) return worker();
-  if (isAdminCommand(argv[0])) return runAdminCommand(argv[0], argv.slice(1), (config) => createMirror(config, { maintenance: false }));
+  if (isAdminCommand(argv[0])) {
+    const { createMirror } = await import('../middleware/mirror/index.js');
+    return runAdminCommand(argv[0], argv.slice(1), (config) => createMirror(config, { maintenance: false }));
+  }
   const checkOnly = argv[0] === 'check';
   let values: { config?: string; workers?: string; help?: boolean };
   try {
@@ -95,15 +96,13 @@ async function main(argv: string[]): Promise<number> {
   const workers = workerCount(config.workers);
   if (workers > 1) {
     // The workers read the files the config names; a missing one stops the start here, once, with the same message.
-    const problems = checkConfigFiles(config);
-    for (const message of problems) process.stderr.write(`oci-mirror: ${message}\n`);
-    if (problems.length) return 2;
+    if (!filesReadable(config)) return 2;
     return runPrimary({ config, workers, logger: createLogger(), stop: stopSignal() });
   }
   const stopped = stopSignal();
   let server;
   try {
-    server = await startServer(config);
+    server = await (await serving()).startServer(config);
   } catch (err) {
     // Secrets and htpasswd files are read at start-up: a missing one is a config error too.
     return configProblem(err);
@@ -113,10 +112,18 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-function check(config: MirrorConfig, source: string): number {
+/** The server and everything it loads (koa, undici, the middlewares): only in a process that serves, not in a cluster's primary. */
+const serving = () => import('./server.js');
+
+/** Reads every file the config names; false, with each problem said on stderr, when one cannot be read. */
+function filesReadable(config: MirrorConfig): boolean {
   const problems = checkConfigFiles(config);
   for (const message of problems) process.stderr.write(`oci-mirror: ${message}\n`);
-  if (problems.length) return 2;
+  return problems.length === 0;
+}
+
+function check(config: MirrorConfig, source: string): number {
+  if (!filesReadable(config)) return 2;
   process.stdout.write(`oci-mirror: ${source} is valid, and every file it names could be read\n`);
   return 0;
 }
