@@ -123,6 +123,11 @@ export interface StorageOptions {
   recoverOlderThan?: number;
 }
 
+/** Start-up recovery: what a crash left unfinished in the stores is removed before anything is served. */
+export async function recoverStorage({ blobs, meta }: Storage): Promise<void> {
+  await Promise.all([blobs.recover?.(), meta.recover?.()]);
+}
+
 export function createStorage(config: StorageConfig, options: StorageOptions = {}): Storage {
   const { recoverOlderThan } = options;
   switch (config.type) {

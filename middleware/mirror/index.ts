@@ -30,7 +30,7 @@ import { FILLS_PATH, replicationFromConfig, type Replication } from '../../src/r
 import type { Storage } from '../../src/storage.js';
 import { memoStorage } from '../../src/memo/storage.js';
 import { tagRecordExpiry } from '../../src/manifests/keys.js';
-import { blobRedirect, createStorage } from '../../src/storage-config.js';
+import { blobRedirect, createStorage, recoverStorage } from '../../src/storage-config.js';
 import { createFailoverUpstream, type FailoverUpstream } from '../../src/upstream/failover.js';
 import type { RateLimitOptions } from '../../src/upstream/rate-limit.js';
 import { readUpstreamTls } from '../../src/upstream/trust.js';
@@ -237,7 +237,7 @@ export function createMirror(config: MirrorConfig, options: MirrorOptions = {}):
     maxManifestBytes: config.cache.maxManifestBytes,
   });
   const maintenance = options.maintenance ?? true;
-  const ready = (options.recover ?? maintenance) ? Promise.all([storage.blobs.recover?.(), storage.meta.recover?.()]).then(() => {}) : Promise.resolve();
+  const ready = (options.recover ?? maintenance) ? recoverStorage(storage) : Promise.resolve();
   ready.catch(() => {});
   const routing = routingFrom(config, upstreams, events);
   const { eviction, prefetch } = maintenance

@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { MirrorConfig } from '../config.js';
 import { LEASE_TTL_MS } from '../replication/config.js';
-import { createStorage } from '../storage-config.js';
+import { createStorage, recoverStorage } from '../storage-config.js';
 import { answerLeases, HELLO, isMessage, LISTENING, START, type Channel, type ListeningMessage, type StartMessage } from './ipc.js';
 import { LeaseTable } from './lease-table.js';
 import { restarts } from './restarts.js';
@@ -32,7 +32,7 @@ const EXIT_MARGIN_MS = 10_000;
 /** Runs until stopped; resolves with the exit code. */
 export async function runPrimary({ config, workers: count, logger, stop }: PrimaryOptions): Promise<number> {
   // Before any worker: a worker's recovery would remove its siblings' fills in flight.
-  await recoverStorage(config);
+  await recoverOnce(config);
   const secret = randomBytes(32).toString('base64url');
   const table = new LeaseTable(LEASE_TTL_MS);
   const replacements = restarts();
@@ -41,7 +41,8 @@ export async function runPrimary({ config, workers: count, logger, stop }: Prima
 
   const live = new Set<Worker>();
   const pending = new Set<NodeJS.Timeout>();
-  const listened = new Set<number>();
+  /** Workers that said they serve; any exit before all have is the end of the start. */
+  let listening = 0;
   let serving = false;
   let stopping = false;
   let finish!: (code: number) => void;
@@ -71,16 +72,15 @@ export async function runPrimary({ config, workers: count, logger, stop }: Prima
     worker.on('message', (message: unknown) => {
       if (isMessage(message, HELLO)) channel.send({ type: START, config, secret } satisfies StartMessage, () => {});
       if (!isMessage<ListeningMessage>(message, LISTENING)) return;
-      listened.add(worker.id);
+      listening++;
       logger.debug({ worker: worker.process.pid, relay: message.relay }, 'worker listening');
-      if (!serving && listened.size === count) {
+      if (!serving && listening === count) {
         serving = true;
         logger.info({ workers: count, listen: config.listen }, 'workers listening');
       }
     });
     worker.on('exit', (code, signal) => {
       live.delete(worker);
-      listened.delete(worker.id);
       hangUp();
       const leases = table.releaseOwner(worker.id);
       const pid = worker.process.pid;
@@ -108,10 +108,11 @@ export async function runPrimary({ config, workers: count, logger, stop }: Prima
 }
 
 /** Start-up recovery of the storage, as a single process runs it before serving. */
-async function recoverStorage(config: MirrorConfig): Promise<void> {
-  const { blobs, meta } = createStorage(config.storage);
+async function recoverOnce(config: MirrorConfig): Promise<void> {
+  const storage = createStorage(config.storage);
+  const { blobs, meta } = storage;
   try {
-    await Promise.all([blobs.recover?.(), meta.recover?.()]);
+    await recoverStorage(storage);
   } finally {
     await Promise.allSettled([blobs.close?.(), meta.close?.()]);
   }

@@ -8,10 +8,9 @@ import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { MirrorConfig } from '../config.js';
-import { leasedTurns } from '../eviction/turns.js';
 import { RESPONSE_BUFFER } from '../listener/index.js';
 import { LEASE_RENEW_MS, LEASE_TTL_MS } from '../replication/config.js';
-import { httpRelay, type Replication } from '../replication/index.js';
+import { leasedReplication, type Replication } from '../replication/index.js';
 import { HELLO, ipcFillLease, isMessage, leaseClient, LISTENING, START, type Channel, type ListeningMessage, type StartMessage } from './ipc.js';
 
 /** The primary sends the start at once; a worker that never hears it has lost its primary. */
@@ -47,15 +46,10 @@ export function workerReplication(channel: Channel, holder: string, secret: stri
   const lease = (kind: string) => ipcFillLease(client, { holder, kind, ttlMs: LEASE_TTL_MS, renewMs: LEASE_RENEW_MS });
   const fills = lease('fill-lease');
   const turns = lease('eviction-lease');
-  return {
-    secret,
-    coordination: { lease: fills, relay: httpRelay(secret) },
-    evictionTurns: leasedTurns(turns),
-    async close() {
-      await Promise.all([fills.close(), turns.close()]);
-      client.close();
-    },
-  };
+  return leasedReplication(secret, fills, turns, async () => {
+    await Promise.all([fills.close(), turns.close()]);
+    client.close();
+  });
 }
 
 function processChannel(): Channel {

@@ -41,18 +41,16 @@ export function replicationFromConfig(config: ReplicationConfig): Replication {
   const close = async () => {
     await Promise.allSettled([...loaded.values()].map(async (l) => (await l).close()));
   };
-  return {
-    secret,
-    coordination: {
-      lease: {
-        ttlMs: LEASE_TTL_MS,
-        claim: async (digest) => (await lease('fill-lease')).claim(digest),
-        current: async (digest) => (await lease('fill-lease')).current(digest),
-        close,
-      },
-      relay: httpRelay(secret),
-    },
-    evictionTurns: leasedTurns({ claim: async (key) => (await lease('eviction-lease')).claim(key) }),
+  const fills: FillLease = {
+    ttlMs: LEASE_TTL_MS,
+    claim: async (digest) => (await lease('fill-lease')).claim(digest),
+    current: async (digest) => (await lease('fill-lease')).current(digest),
     close,
   };
+  return leasedReplication(secret, fills, { claim: async (key) => (await lease('eviction-lease')).claim(key) }, close);
+}
+
+/** Replication over a fill lease and an eviction lease, wherever they are held (Redis, a cluster's primary). */
+export function leasedReplication(secret: string, fills: FillLease, turns: Pick<FillLease, 'claim'>, close: () => Promise<void>): Replication {
+  return { secret, coordination: { lease: fills, relay: httpRelay(secret) }, evictionTurns: leasedTurns(turns), close };
 }
