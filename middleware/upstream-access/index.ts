@@ -72,7 +72,7 @@ export const upstreamAccess = ({ policy, challengeAtBase = false, ttl = 60_000, 
     const credentials = ctx.state.client?.basic ?? (p?.scheme === 'basic' ? p.credentials : undefined);
     if (!credentials) throw unauthorized(`${target.upstream.name} needs your credentials for ${route.name}`);
     if (route.kind === 'tags' || route.kind === 'referrers') {
-      // Lists go upstream on every request anyway: with the client's credentials, the upstream decides.
+      // With the client's credentials a list bypasses the list cache and goes upstream: the upstream decides.
       ctx.state.target = withCredentials(target, credentials);
       return next();
     }

@@ -277,6 +277,40 @@ describe.skipIf(!requireTools(['docker-registry', 'skopeo']))('cached content is
         attacks(targetOn(() => primary), routes, identities);
       });
 
+      // Tag lists are cached per upstream and repository: a private upstream's list must reach
+      // only its own authorized clients, by no other route, and never from that cache.
+      describe('the tag list of priv.test/secret/app, after alice listed it', () => {
+        const list = (path: string, authorization?: string) => raw(`${primary.url}${path}`, { headers: authorization ? { Authorization: authorization } : {} });
+        beforeAll(async () => {
+          const res = await list('/v2/priv.test/secret/app/tags/list', ALICE);
+          expect(res.status, describeAnswer('GET', 'tags/list', res)).toBe(200);
+          expect(JSON.parse(res.body.toString()).tags).toEqual(['1.0']);
+        });
+
+        it('asks priv.test again for alice’s next list, with her credentials (nothing is served from the list cache)', async () => {
+          resetCounts();
+          const res = await list('/v2/priv.test/secret/app/tags/list', ALICE);
+          expect(res.status).toBe(200);
+          expect(privProxy!.count('GET', '/v2/secret/app/tags/list'), upstreamRequests().join('\n')).toBeGreaterThan(0);
+        });
+
+        it('refuses it to an anonymous client through priv.test → 401', async () => {
+          const res = await list('/v2/priv.test/secret/app/tags/list');
+          expect(res.status, describeAnswer('GET', 'tags/list', res)).toBe(401);
+          expect(res.body.includes('1.0')).toBe(false);
+        });
+
+        for (const path of ['/v2/secret/app/tags/list', '/v2/secret/app/tags/list?ns=open.test', '/v2/open.test/secret/app/tags/list']) {
+          it(`answers ${path} from open.test, which has no such repository → 404 NAME_UNKNOWN, anonymous and as alice`, async () => {
+            for (const who of [undefined, ALICE]) {
+              const res = await list(path, who);
+              expect(res.status, describeAnswer('GET', path, res)).toBe(404);
+              expect(errorCode(res)).toBe('NAME_UNKNOWN');
+            }
+          });
+        }
+      });
+
       // priv.test itself: alice may read secret/other (and is confirmed for it), which does not hold secret/app's content.
       describe('another repository of priv.test that alice may read', () => {
         beforeAll(async () => {
