@@ -1,5 +1,8 @@
+import { PassThrough } from 'node:stream';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
-import { bufferShare } from './direct-body.js';
+import { bufferShare, ResponseLink } from './direct-body.js';
 
 const MiB = 1024 * 1024;
 
@@ -16,5 +19,47 @@ describe('bufferShare', () => {
     expect(bufferShare(300, 4 * MiB)).toBe(64 * 1024);
     expect(bufferShare(0, 256 * 1024)).toBe(256 * 1024);
     expect(bufferShare(1, 256 * 1024)).toBe(256 * 1024);
+  });
+});
+
+describe('ResponseLink', () => {
+  /** A response whose reader takes everything, with a small buffer so that writes wait for drains. */
+  const response = () => {
+    const res = new PassThrough({ highWaterMark: 1024 });
+    res.resume();
+    return res;
+  };
+
+  it('ends every kind of wait at the close, and passes a rejection on', async () => {
+    const res = new PassThrough({ highWaterMark: 1024 });
+    const link = new ResponseLink(res);
+    link.write(Buffer.alloc(4096));
+    await new Promise((resolve) => process.nextTick(resolve));
+    const waits = [link.drained(), link.until(new Promise(() => {})), link.writeOwned(Buffer.alloc(10))];
+    res.destroy();
+    await expect(Promise.all(waits)).resolves.toBeDefined();
+    // Once closed, nothing waits at all.
+    await expect(link.until(new Promise(() => {}))).resolves.toBeUndefined();
+    await expect(new ResponseLink(response()).until(Promise.reject(new Error('boom')))).rejects.toThrow('boom');
+  });
+
+  it('keeps nothing of a wait that has ended while the response stays open', async () => {
+    // What a body on a long response does: a wait or two per chunk, thousands of them. Each
+    // finished wait must be garbage; kept until the close, they would grow with the blob.
+    v8.setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const link = new ResponseLink(response());
+    const finished: Array<WeakRef<Promise<unknown>>> = [];
+    for (let i = 0; i < 200; i++) {
+      const waits = [link.until(Promise.resolve()), link.writeOwned(Buffer.alloc(2048)), link.drained()];
+      await Promise.all(waits);
+      for (const w of waits) finished.push(new WeakRef(w));
+    }
+    await new Promise((resolve) => setImmediate(resolve));
+    gc();
+    await new Promise((resolve) => setImmediate(resolve));
+    gc();
+    const kept = finished.filter((w) => w.deref() !== undefined).length;
+    expect(kept).toBeLessThan(10);
   });
 });

@@ -72,14 +72,22 @@ export abstract class DirectBody extends Readable {
   }
 }
 
-/** The response a DirectBody writes to: writes, their callbacks, drains, and its close. */
+/**
+ * The response a DirectBody writes to: writes, their callbacks, drains, and its close. Every wait
+ * also ends when the response closes (a response that closes early may not call back every write,
+ * nor drain), and leaves nothing behind once it has ended: a body waits here once or twice per
+ * chunk, and a wait that stayed registered on the close (as `Promise.race` with one long-lived
+ * close promise would) is memory that grows with the blob's size and the number of clients.
+ */
 export class ResponseLink {
-  /** A response that closes early may not call back every write: nothing waits past its close. */
-  readonly closed: Promise<void>;
+  private readonly waiting = new Set<() => void>();
   private corked = false;
 
   constructor(readonly res: Writable) {
-    this.closed = new Promise<void>((resolve) => res.once('close', resolve));
+    res.once('close', () => {
+      for (const wake of this.waiting) wake();
+      this.waiting.clear();
+    });
   }
 
   get gone(): boolean {
@@ -95,7 +103,7 @@ export class ResponseLink {
   /** A chunk of a buffer to be reused: resolves once the socket is done with it (or the response closed). */
   writeOwned(chunk: Buffer): Promise<void> {
     this.corkForTick();
-    return Promise.race([new Promise<void>((resolve) => this.res.write(chunk, () => resolve())), this.closed]);
+    return this.wait((done) => this.res.write(chunk, () => done()));
   }
 
   /** The chunks written in one tick (a fill's wake often finds several) go out in one writev. */
@@ -110,12 +118,30 @@ export class ResponseLink {
   }
 
   /** Resolves when the response wants more, or closed. */
-  async drained(): Promise<void> {
-    if (this.res.writableNeedDrain) await Promise.race([new Promise((resolve) => this.res.once('drain', resolve)), this.closed]);
+  drained(): Promise<void> {
+    if (!this.res.writableNeedDrain) return Promise.resolve();
+    return this.wait((done) => this.res.once('drain', done));
   }
 
-  /** `promise`, or the response's close, whichever first. */
-  until(promise: Promise<unknown> | undefined): Promise<unknown> {
-    return Promise.race([promise, this.closed]);
+  /** Settles as `promise` does, or resolves at the response's close, whichever first. */
+  until(promise: Promise<unknown> | undefined): Promise<void> {
+    if (promise === undefined) return Promise.resolve();
+    return this.wait((done, fail) => promise.then(done, fail));
+  }
+
+  /** Resolves at `start`'s `done` or the response's close; `fail` rejects. Nothing of it stays registered after. */
+  private wait(start: (done: () => void, fail: (err: unknown) => void) => void): Promise<void> {
+    if (this.res.closed) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const done = () => {
+        this.waiting.delete(done);
+        resolve();
+      };
+      this.waiting.add(done);
+      start(done, (err) => {
+        this.waiting.delete(done);
+        reject(err as Error);
+      });
+    });
   }
 }
