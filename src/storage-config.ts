@@ -132,7 +132,7 @@ export function createStorage(config: StorageConfig, options: StorageOptions = {
   const { recoverOlderThan } = options;
   switch (config.type) {
     case 'fs':
-      return fsStorage({ path: config.path, fsync: config.fsync });
+      return fsStorage({ path: config.path, fsync: config.fsync, recoverOlderThan });
     case 'keyv': {
       // One connection for both halves: load the pair once, hand out each half.
       let pair: Promise<Storage> | undefined;
@@ -148,7 +148,7 @@ export function createStorage(config: StorageConfig, options: StorageOptions = {
 export function createBlobStore(config: BlobStorageConfig, { recoverOlderThan }: StorageOptions = {}): BlobStore {
   switch (config.type) {
     case 'fs':
-      return fsBlobStore({ path: config.path, fsync: config.fsync });
+      return fsBlobStore({ path: config.path, fsync: config.fsync, recoverOlderThan });
     case 'keyv':
       return deferredBlobStore(async () =>
         (await keyvAdapter()).keyvBlobStore({ url: config.url, namespace: config.namespace }, { chunkSize: config.chunkSize, recoverOlderThan }),
