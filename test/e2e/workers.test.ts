@@ -231,6 +231,73 @@ describe('workers: several processes on one port', () => {
     expect(createHash('sha256').update(again.body).digest('hex')).toBe(digest.slice(7));
   }, 150_000);
 
+  it("a killed worker's spool is removed once none of its fills can be alive; a live fill's spool stays", async () => {
+    // fill.timeout 30s: the primary removes what a dead worker left 40 s (the timeout and its
+    // 10 s margin) after it died. The upstream's body timeout is longer than the live fill's hold.
+    const sweeping = await start({
+      workers: 2,
+      fill: { timeout: '30s' },
+      upstreams: [{ name: 'registry.test', url: upstream.url, timeouts: { connect: '2s', headers: '5s', body: '60s' } }],
+    });
+    await listening(sweeping, 'workers listening');
+    const url = (digest: string) => `${sweeping.url}/v2/team/app/blobs/${digest}`;
+    const spools = async (digest: string) => (await readdir(join(sweeping.dataDir, 'tmp', 'spool')).catch(() => [])).filter((f) => f.startsWith(digest.slice(7, 23)));
+    const held = (digest: string, holdAt: number) => {
+      let resume!: () => void;
+      upstream.faults.set(digest, { holdAt, hold: new Promise<void>((r) => (resume = r)), chunkSize: 256 * 1024 });
+      return () => {
+        resume();
+        upstream.faults.delete(digest);
+      };
+    };
+
+    // One worker holds the fill, stuck after 1 MiB; the other relays it into a spool of its own.
+    const data = randomBytes(4 * MiB);
+    const digest = upstream.addBlob(data);
+    const resume = held(digest, MiB);
+    const pulls = [pull(url(digest))];
+    await waitFor(() => upstream.count('GET', `/blobs/${digest}`) === 1, 10_000, 'the holder to start its fill');
+    for (let i = 0; i < 5; i++) {
+      await sleep(25);
+      pulls.push(pull(url(digest)));
+    }
+    await waitFor(async () => (await spools(digest)).length === 2, 20_000, 'the holder and the relaying worker to spool');
+    const claimed = () => sweeping.lines().find((l) => l.msg === 'lease claimed' && l.key === `fill-lease:${digest}`);
+    await waitFor(() => claimed() !== undefined, 10_000, 'the primary to log the claim');
+    const before = await spools(digest);
+
+    process.kill(claimed()!.worker as number, 'SIGKILL');
+    const killedAt = Date.now();
+    resume();
+    const results = await Promise.all(pulls.map((p) => p.result));
+    expect(results.map((r) => [r.status, r.digest])).toEqual(Array(pulls.length).fill([200, digest]));
+    // The relaying worker took the fill over and committed its spool; the dead worker's is left.
+    await waitFor(async () => (await readFile(storedFile(sweeping.dataDir, digest)).catch(() => undefined))?.equals(data) ?? false, 10_000, 'the blob on disk');
+    await waitFor(async () => (await spools(digest)).filter((f) => before.includes(f)).length === 1, 10_000, 'the taken-over spool committed');
+    const [dead] = (await spools(digest)).filter((f) => before.includes(f));
+
+    // A fill that starts 22 s after the death is alive when the leftovers go (40 s after it), and
+    // its spool, written 18 s before, is younger than their age.
+    await sleep(Math.max(0, killedAt + 22_000 - Date.now()));
+    const live = randomBytes(2 * MiB);
+    const liveDigest = upstream.addBlob(live);
+    const release = held(liveDigest, 512 * 1024);
+    const livePull = pull(url(liveDigest), 1);
+    await waitFor(async () => (await spools(liveDigest)).length === 1, 10_000, 'the live fill to spool');
+    const [liveSpool] = await spools(liveDigest);
+    expect(await spools(digest)).toContain(dead);
+
+    const removed = () => sweeping.lines().some((l) => l.pid === sweeping.proc.pid && l.msg === "removed what a dead worker's fills left unfinished");
+    await waitFor(removed, 30_000, 'the primary to remove the leftovers');
+    expect(Date.now() - killedAt).toBeGreaterThanOrEqual(40_000);
+    expect(await spools(digest)).toEqual([]);
+    expect(await spools(liveDigest)).toEqual([liveSpool]);
+    release();
+    expect(await livePull.result).toEqual({ attempts: 1, digest: liveDigest, status: 200 });
+    await waitFor(async () => (await readFile(storedFile(sweeping.dataDir, liveDigest)).catch(() => undefined))?.equals(live) ?? false, 10_000, 'the live blob on disk');
+    expect(await terminate(sweeping.proc, 15_000)).toEqual({ code: 0, signal: null });
+  }, 150_000);
+
   it('SIGTERM to the primary stops every worker, and it exits 0', async () => {
     const pids = workerPids(mirror);
     expect(pids).toHaveLength(2);
