@@ -15,6 +15,7 @@ import type { Logger } from 'pino';
 import type { MirrorConfig } from '../config.js';
 import { LEASE_TTL_MS } from '../replication/config.js';
 import { createStorage, liveFillAge, recoverStorage } from '../storage-config.js';
+import type { Storage } from '../storage.js';
 import { answerLeases, HELLO, isMessage, LISTENING, START, type Channel, type ListeningMessage, type StartMessage } from './ipc.js';
 import { LeaseTable } from './lease-table.js';
 import { restarts } from './restarts.js';
@@ -127,27 +128,23 @@ export async function runPrimary({ config, workers: count, logger, stop }: Prima
   return done;
 }
 
-/**
- * The blob store's recovery while workers serve: only what is older than `olderThan`. The
- * metadata store's recovery is for the start alone.
- */
-async function recoverBlobs(config: MirrorConfig, olderThan: number): Promise<void> {
-  const { blobs } = createStorage(config.storage, { recoverOlderThan: olderThan });
-  try {
-    await blobs.recover?.();
-  } finally {
-    await blobs.close?.();
-  }
+/** Start-up recovery of the storage, as a single process runs it before serving. */
+function recoverOnce(config: MirrorConfig): Promise<void> {
+  return withStorage(config, 0, recoverStorage);
 }
 
-/** Start-up recovery of the storage, as a single process runs it before serving. */
-async function recoverOnce(config: MirrorConfig): Promise<void> {
-  const storage = createStorage(config.storage);
-  const { blobs, meta } = storage;
+/** While workers serve: only the blobs' unfinished writes older than `olderThan` (the metadata store's recovery is for the start alone). */
+function recoverBlobs(config: MirrorConfig, olderThan: number): Promise<void> {
+  return withStorage(config, olderThan, async ({ blobs }) => blobs.recover?.());
+}
+
+/** Both halves are closed, used or not: Keyv's share one connection, which closes with the second. */
+async function withStorage(config: MirrorConfig, recoverOlderThan: number, run: (storage: Storage) => Promise<void>): Promise<void> {
+  const storage = createStorage(config.storage, { recoverOlderThan });
   try {
-    await recoverStorage(storage);
+    await run(storage);
   } finally {
-    await Promise.allSettled([blobs.close?.(), meta.close?.()]);
+    await Promise.allSettled([storage.blobs.close?.(), storage.meta.close?.()]);
   }
 }
 
