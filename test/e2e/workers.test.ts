@@ -4,7 +4,8 @@
  * concurrent clients on one cold blob, spread over both workers, cause one upstream GET and
  * all get the blob's bytes; the worker holding a fill killed with SIGKILL mid-fill is
  * replaced, the other worker takes its fill over, and clients that retry as real ones do get
- * the whole blob; SIGTERM stops the workers with the primary. A worker's relay socket serves
+ * the whole blob, and the killed worker's spool is removed once none of its fills can be alive
+ * while a live fill's stays; SIGTERM stops the workers with the primary. A worker's relay socket serves
  * the relay alone; a worker that cannot listen ends the start; eviction takes its turns through
  * the primary. `workers: 1` is one process, and `--workers` refuses storage private to one.
  */
