@@ -73,6 +73,7 @@ export const blobCache = ({ blobs, fills, links, events, redirect }: BlobCacheOp
       // status, no body), not offered with a 200 that the GET then takes back.
       if (ctx.method === 'HEAD') {
         const size = await headBlob(target, digest);
+        ctx.set('X-Mirror-Cache', 'MISS');
         fills.checkDeclared(digest.value, size);
         return answerHead(ctx, size);
       }
@@ -176,7 +177,6 @@ async function sendRange(ctx: ParameterizedContext, size: number, open: Open): P
 
 function answerHead(ctx: ParameterizedContext, size: number | undefined): void {
   ctx.status = 200;
-  ctx.set('X-Mirror-Cache', 'MISS');
   ctx.set('Content-Type', 'application/octet-stream');
   if (size !== undefined) ctx.length = size;
 }
