@@ -116,11 +116,25 @@ export const storageSchema = z.preprocess(withSplitType, inner) as unknown as z.
 
 export interface StorageOptions {
   /**
-   * Start-up recovery removes only unfinished uploads older than this, ms (default 0: all).
-   * Replicas sharing the storage set it to the fill timeout, or one starting up would abort
-   * another's fills in flight.
+   * Recovery removes only unfinished writes older than this, ms (default 0: all). Processes
+   * sharing the storage (replicas, a cluster's workers) set it to `liveFillAge`, or one that
+   * recovers would abort another's fills in flight.
    */
   recoverOlderThan?: number;
+}
+
+/** What a fill cut at its timeout may still do with its spool: a commit's rename, its own unlink. Moments. */
+const CUT_FILL_MARGIN_MS = 10_000;
+
+/**
+ * The age past which an unfinished write cannot be a live fill's. A fill creates its spool (or
+ * upload) after it starts and is cut `fillTimeout` after it starts, so a file last written longer
+ * ago than that belongs to a fill that is over. Not the upstream's stall timeout, though a fill
+ * writes as its bytes arrive: a fill also waits without writing (for a lease, for a relay to
+ * resume, on its hash and its commit), and only `fill.timeout` bounds all of that.
+ */
+export function liveFillAge(fillTimeout: number): number {
+  return fillTimeout + CUT_FILL_MARGIN_MS;
 }
 
 /** Start-up recovery: what a crash left unfinished in the stores is removed before anything is served. */
@@ -132,7 +146,7 @@ export function createStorage(config: StorageConfig, options: StorageOptions = {
   const { recoverOlderThan } = options;
   switch (config.type) {
     case 'fs':
-      return fsStorage({ path: config.path, fsync: config.fsync });
+      return fsStorage({ path: config.path, fsync: config.fsync, recoverOlderThan });
     case 'keyv': {
       // One connection for both halves: load the pair once, hand out each half.
       let pair: Promise<Storage> | undefined;
@@ -148,7 +162,7 @@ export function createStorage(config: StorageConfig, options: StorageOptions = {
 export function createBlobStore(config: BlobStorageConfig, { recoverOlderThan }: StorageOptions = {}): BlobStore {
   switch (config.type) {
     case 'fs':
-      return fsBlobStore({ path: config.path, fsync: config.fsync });
+      return fsBlobStore({ path: config.path, fsync: config.fsync, recoverOlderThan });
     case 'keyv':
       return deferredBlobStore(async () =>
         (await keyvAdapter()).keyvBlobStore({ url: config.url, namespace: config.namespace }, { chunkSize: config.chunkSize, recoverOlderThan }),

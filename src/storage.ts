@@ -68,7 +68,12 @@ export interface BlobStore {
   delete(digest: string): Promise<boolean>;
   /** Every committed blob, in no particular order. */
   list(): AsyncIterable<{ digest: string; size: number }>;
-  /** Removes what an interrupted process left behind (temporary files, unfinished uploads). Run at start-up. */
+  /**
+   * Removes what an interrupted process left behind (temporary files, unfinished uploads). Run at
+   * start-up. A store built with an age (the adapters' `recoverOlderThan`) removes only what is
+   * older than that (an upload started, a file last written, that long ago), and may then run
+   * while other processes write to it: their puts and spools in flight are left alone.
+   */
   recover?(): Promise<void>;
   spool?: SpoolCapability;
   /**

@@ -3,8 +3,8 @@
  * renamed into place only once verified, so a reader never sees a partial blob and a
  * killed process leaves its debris in `tmp/` alone.
  */
-import { createWriteStream, mkdirSync } from 'node:fs';
-import { open, rm, stat } from 'node:fs/promises';
+import { createWriteStream, mkdirSync, type Dirent } from 'node:fs';
+import { open, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, addAbortSignal } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -21,6 +21,11 @@ export interface FsBlobStoreOptions {
   path: string;
   /** Flush every blob to disk before it becomes visible (default true); off only where a lost blob is simply fetched again. */
   fsync?: boolean;
+  /**
+   * `recover()` removes only files in `tmp/` not written to for at least this long, in ms
+   * (default 0: all of `tmp/`), so that it may run while other processes fill into the store.
+   */
+  recoverOlderThan?: number;
 }
 
 /** The fs store always has both optional members; saying so spares callers a check. */
@@ -35,7 +40,7 @@ interface Layout {
   fsync: boolean;
 }
 
-export function fsBlobStore({ path: root, fsync = true }: FsBlobStoreOptions): FsBlobStore {
+export function fsBlobStore({ path: root, fsync = true, recoverOlderThan = 0 }: FsBlobStoreOptions): FsBlobStore {
   const tmpDir = join(root, TMP_DIR);
   const layout: Layout = { root, blobsDir: join(root, 'blobs'), tmpDir, spoolDir: join(tmpDir, 'spool'), fsync };
   return {
@@ -45,7 +50,7 @@ export function fsBlobStore({ path: root, fsync = true }: FsBlobStoreOptions): F
     put: (digest, source, options) => putBlob(layout, digest, source, options),
     delete: async (digest) => unlinkIfPresent(blobPath(layout, digest)),
     list: () => listBlobs(layout),
-    recover: () => emptyTmp(layout),
+    recover: () => (recoverOlderThan > 0 ? removeStale(layout, recoverOlderThan) : emptyTmp(layout)),
     spool: spoolOf(layout),
   };
 }
@@ -144,6 +149,29 @@ async function* listBlobs({ blobsDir }: Layout): AsyncGenerator<{ digest: string
 async function emptyTmp({ tmpDir }: Layout): Promise<void> {
   for (const entry of await entries(tmpDir)) {
     await rm(join(tmpDir, entry.name), { recursive: true, force: true });
+  }
+}
+
+/**
+ * The files in tmp/ last written more than `olderThan` ms ago. A write in flight (a put, a
+ * fill's spool) touches its file as its bytes arrive; the caller picks an age that none of
+ * them can reach. Directories stay: the spool directory is in use.
+ */
+async function removeStale({ tmpDir }: Layout, olderThan: number): Promise<void> {
+  const cutoff = Date.now() - olderThan;
+  let found: Dirent[];
+  try {
+    found = await readdir(tmpDir, { recursive: true, withFileTypes: true });
+  } catch (err) {
+    if (isNotFound(err)) return;
+    throw err;
+  }
+  for (const entry of found) {
+    if (!entry.isFile()) continue;
+    const file = join(entry.parentPath, entry.name);
+    // Gone meanwhile (committed by rename, or removed by its writer): nothing to do.
+    const written = await stat(file).then((s) => s.mtimeMs, () => undefined);
+    if (written !== undefined && written < cutoff) await rm(file, { force: true });
   }
 }
 

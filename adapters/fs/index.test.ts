@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
@@ -37,6 +37,7 @@ blobStoreConformance('fs', async () => {
       await writeFile(join(root, 'tmp', 'half-written-put'), pseudoRandomBytes(1000));
       await writeFile(join(root, 'tmp', 'spool', 'half-written-fill'), pseudoRandomBytes(1000));
     },
+    recoverOlderThan: (ms) => fsBlobStore({ path: root, recoverOlderThan: ms }).recover(),
   };
 });
 
@@ -143,6 +144,30 @@ describe('fs adapter', () => {
     // The spool directory comes back on the next fill.
     await writeFile(join(storage.blobs.spool.dir, 'next'), 'ok');
     stalled.fail(new Error('process is gone'));
+  });
+
+  it('recover() with recoverOlderThan removes only the files in tmp/ not written to for that long', async () => {
+    const storage = fsStorage({ path: root, recoverOlderThan: 60_000 });
+    await storage.blobs.put(digest, Readable.from([data]));
+    const spool = storage.blobs.spool.dir;
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    for (const [file, old] of [
+      [join(spool, 'dead-fill'), true],
+      [join(spool, 'live-fill'), false],
+      [join(root, 'tmp', 'dead-put'), true],
+      [join(root, 'tmp', 'live-record'), false],
+      [join(root, 'tmp', 'some', 'dir', 'dead-junk'), true],
+    ] as const) {
+      await mkdir(join(file, '..'), { recursive: true });
+      await writeFile(file, 'x');
+      if (old) await utimes(file, hourAgo, hourAgo);
+    }
+    await storage.blobs.recover();
+    expect(await filesUnder(join(root, 'tmp'))).toEqual(['live-record', 'spool/live-fill']);
+    expect(await readSummary(await storage.blobs.read(digest))).toEqual(summary(data));
+    // The default, at start-up: everything.
+    await fsStorage({ path: root }).blobs.recover();
+    expect(await readdir(join(root, 'tmp'))).toEqual([]);
   });
 
   it('spool.adopt refuses a file of the wrong size and leaves it to the caller', async () => {

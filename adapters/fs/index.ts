@@ -5,7 +5,8 @@
  *   <root>/meta/…                            metadata records (see keys.ts)
  *   <root>/tmp/                              in-progress writes; tmp/spool/ for fills
  *
- * Run `storage.blobs.recover()` once at start-up, before serving.
+ * Run `storage.blobs.recover()` once at start-up, before serving; with `recoverOlderThan`, also
+ * while others write to the store (it then leaves what they are writing alone).
  */
 import type { Storage } from '../../src/storage.js';
 import { fsBlobStore, type FsBlobStore } from './blobs.js';
@@ -18,6 +19,8 @@ export interface FsStorageOptions {
   path: string;
   /** Applies to blobs and records alike (default true). */
   fsync?: boolean;
+  /** See FsBlobStoreOptions: tmp/ holds the records' unfinished writes too. */
+  recoverOlderThan?: number;
 }
 
 export function fsStorage(options: FsStorageOptions): Storage & { blobs: FsBlobStore } {

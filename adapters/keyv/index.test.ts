@@ -84,6 +84,7 @@ function blobHarness(pair: KeyvPair, options: KeyvBlobStoreOptions = {}): BlobSt
     cleanup: () => pair.close(),
     countTemporary: () => countTemporary(pair),
     leaveTemporary: () => leaveUpload(pair),
+    recoverOlderThan: (ms) => keyvBlobStore(pair, { ...options, recoverOlderThan: ms }).recover(),
   };
 }
 

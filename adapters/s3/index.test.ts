@@ -78,6 +78,14 @@ blobStoreConformance('s3 (s3rver)', async () => {
       await leaveUpload(`${store.prefix}blobs/sha256/${'ab'.repeat(32)}`);
       await leaveUpload(`${store.prefix}blobs/sha512/${'cd'.repeat(64)}`);
     },
+    async recoverOlderThan(ms) {
+      const other = freshStore({ prefix: store.prefix, recoverOlderThan: ms });
+      try {
+        await other.recover();
+      } finally {
+        await other.close();
+      }
+    },
   };
 });
 

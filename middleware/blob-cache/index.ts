@@ -68,8 +68,15 @@ export const blobCache = ({ blobs, fills, links, events, redirect }: BlobCacheOp
         // Gone since it was looked up (another replica evicted it): a miss like any other.
         ctx.remove('Content-Range');
       }
-      // A HEAD is a question, not a reason to pull a whole layer: ask the upstream the same.
-      if (ctx.method === 'HEAD') return answerHead(ctx, await headBlob(target, digest));
+      // A HEAD is a question, not a reason to pull a whole layer: ask the upstream the same, and
+      // answer what a GET would: a blob too large to fetch is refused as its GET is (the same
+      // status, no body), not offered with a 200 that the GET then takes back.
+      if (ctx.method === 'HEAD') {
+        const size = await headBlob(target, digest);
+        ctx.set('X-Mirror-Cache', 'MISS');
+        fills.checkDeclared(digest.value, size);
+        return answerHead(ctx, size);
+      }
       // Another request may have started the fill while we looked in storage.
       const started = fills.get(digest.value);
       fill = started ?? fills.acquire(digest, upstreamBlob(target, digest, links));
@@ -170,7 +177,6 @@ async function sendRange(ctx: ParameterizedContext, size: number, open: Open): P
 
 function answerHead(ctx: ParameterizedContext, size: number | undefined): void {
   ctx.status = 200;
-  ctx.set('X-Mirror-Cache', 'MISS');
   ctx.set('Content-Type', 'application/octet-stream');
   if (size !== undefined) ctx.length = size;
 }

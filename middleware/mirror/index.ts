@@ -30,7 +30,7 @@ import { FILLS_PATH, replicationFromConfig, type Replication } from '../../src/r
 import type { Storage } from '../../src/storage.js';
 import { memoStorage } from '../../src/memo/storage.js';
 import { tagRecordExpiry } from '../../src/manifests/keys.js';
-import { blobRedirect, createStorage, recoverStorage } from '../../src/storage-config.js';
+import { blobRedirect, createStorage, liveFillAge, recoverStorage } from '../../src/storage-config.js';
 import { createFailoverUpstream, type FailoverUpstream } from '../../src/upstream/failover.js';
 import type { RateLimitOptions } from '../../src/upstream/rate-limit.js';
 import { readUpstreamTls } from '../../src/upstream/trust.js';
@@ -208,7 +208,7 @@ function chainFrom(config: MirrorConfig, { routing, identify, manifests, links, 
 export function createMirror(config: MirrorConfig, options: MirrorOptions = {}): Mirror {
   const replication = options.replication ?? (config.replication && replicationFromConfig(config.replication));
   // Replicas share the storage: start-up recovery must leave the others' fills in flight alone.
-  const stored = options.storage ?? createStorage(config.storage, { recoverOlderThan: replication ? config.fill.timeout : 0 });
+  const stored = options.storage ?? createStorage(config.storage, { recoverOlderThan: replication ? liveFillAge(config.fill.timeout) : 0 });
   // Everything below reads and writes through the memo, so that its deletes reach it too.
   const { tagTtl, memoBytes } = config.cache;
   const storage = memoStorage(stored, { budget: memoBytes, maxAge: tagTtl, expiresAt: tagRecordExpiry(tagTtl) });

@@ -3,7 +3,8 @@
  * listening port (node:cluster), hands each the config and a relay secret made up for this
  * run, and holds the leases through which they fetch each blob from the upstream once. A
  * worker that dies loses its leases at once, so that the workers relaying its fills take
- * them over, and is replaced (later and later if it keeps dying). A worker that dies before
+ * them over, and is replaced (later and later if it keeps dying); once none of its fills can be
+ * alive, what they left unfinished in the storage is removed. A worker that dies before
  * every worker serves ends the start: the others are stopped and the primary exits with its
  * code, as a single process with that config would have. On `stop` the workers get SIGTERM
  * and drain as a single process does; any still running after the grace is killed.
@@ -13,7 +14,8 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { MirrorConfig } from '../config.js';
 import { LEASE_TTL_MS } from '../replication/config.js';
-import { createStorage, recoverStorage } from '../storage-config.js';
+import { createStorage, liveFillAge, recoverStorage } from '../storage-config.js';
+import type { Storage } from '../storage.js';
 import { answerLeases, HELLO, isMessage, LISTENING, START, type Channel, type ListeningMessage, type StartMessage } from './ipc.js';
 import { LeaseTable } from './lease-table.js';
 import { restarts } from './restarts.js';
@@ -28,6 +30,8 @@ export interface PrimaryOptions {
 
 /** Beyond the config's shutdownGrace: a draining worker also closes its storage and exits. */
 const EXIT_MARGIN_MS = 10_000;
+/** setTimeout's longest; a later timer fires at once. Early is safe for the leftovers: their age is checked, not assumed. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Runs until stopped; resolves with the exit code. */
 export async function runPrimary({ config, workers: count, logger, stop }: PrimaryOptions): Promise<number> {
@@ -94,12 +98,29 @@ export async function runPrimary({ config, workers: count, logger, stop }: Prima
       }
       const delay = replacements.next(Date.now());
       logger.warn({ worker: pid, code, signal, leases, restartInMs: delay }, 'worker exited; starting another');
-      const timer = setTimeout(() => {
-        pending.delete(timer);
-        fork();
-      }, delay);
-      pending.add(timer);
+      later(delay, fork);
+      later(Math.min(leftoverAge, MAX_TIMER_MS), () => void removeLeftovers(pid));
     });
+  };
+
+  const later = (ms: number, run: () => void) => {
+    const timer = setTimeout(() => {
+      pending.delete(timer);
+      run();
+    }, ms);
+    pending.add(timer);
+  };
+
+  // What a dead worker was writing (its fills' spools above all) stays in the storage until no
+  // fill it could have had is alive, then goes; its siblings' writes in flight are younger and stay.
+  const leftoverAge = liveFillAge(config.fill.timeout);
+  const removeLeftovers = async (pid: number | undefined) => {
+    try {
+      await recoverBlobs(config, leftoverAge);
+      logger.info({ worker: pid }, "removed what a dead worker's fills left unfinished");
+    } catch (err) {
+      logger.warn({ worker: pid, err }, "could not remove what a dead worker's fills left unfinished");
+    }
   };
 
   for (let i = 0; i < count; i++) fork();
@@ -108,13 +129,22 @@ export async function runPrimary({ config, workers: count, logger, stop }: Prima
 }
 
 /** Start-up recovery of the storage, as a single process runs it before serving. */
-async function recoverOnce(config: MirrorConfig): Promise<void> {
-  const storage = createStorage(config.storage);
-  const { blobs, meta } = storage;
+function recoverOnce(config: MirrorConfig): Promise<void> {
+  return withStorage(config, 0, recoverStorage);
+}
+
+/** While workers serve: only the blobs' unfinished writes older than `olderThan` (the metadata store's recovery is for the start alone). */
+function recoverBlobs(config: MirrorConfig, olderThan: number): Promise<void> {
+  return withStorage(config, olderThan, async ({ blobs }) => blobs.recover?.());
+}
+
+/** Both halves are closed, used or not: Keyv's share one connection, which closes with the second. */
+async function withStorage(config: MirrorConfig, recoverOlderThan: number, run: (storage: Storage) => Promise<void>): Promise<void> {
+  const storage = createStorage(config.storage, { recoverOlderThan });
   try {
-    await recoverStorage(storage);
+    await run(storage);
   } finally {
-    await Promise.allSettled([blobs.close?.(), meta.close?.()]);
+    await Promise.allSettled([storage.blobs.close?.(), storage.meta.close?.()]);
   }
 }
 

@@ -37,6 +37,11 @@ export interface Fills {
   list(): Fill[];
   /** Joins the fill in flight for this digest, or starts one from `source`. */
   acquire(digest: Digest, source: FillSource): Fill;
+  /**
+   * Throws the FillRefusal a fill would answer with, before any byte, for a blob the upstream
+   * declares at `declared` bytes (over `maxBlobBytes`): a HEAD asks this instead of starting one.
+   */
+  checkDeclared(digest: string, declared: number | undefined): void;
   /** Fills in flight. */
   readonly size: number;
   /** Waits up to `graceMs` for fills in flight to finish, then aborts the rest. */
@@ -72,6 +77,7 @@ export function createFills(options: FillsOptions): Fills {
       onFill?.(fill);
       return fill;
     },
+    checkDeclared: (digest, declared) => limits.checkDeclared(digest, declared),
     async drain(graceMs) {
       const pending = [...inFlight.values()].map((f) => f.done.catch(() => {}));
       let timer: NodeJS.Timeout | undefined;

@@ -42,6 +42,10 @@ describe('createFillLimits', () => {
     // The limit itself is allowed.
     const release = await limits.admit(D, '/spool', GiB, never);
     release();
+    // A HEAD's question gets admit's answer, without admitting anything.
+    expect(() => limits.checkDeclared(D, GiB + 1)).toThrow(expect.objectContaining({ reason: 'too_large', code: 'DENIED', message: err.message }));
+    expect(() => limits.checkDeclared(D, GiB)).not.toThrow();
+    expect(() => limits.checkDeclared(D, undefined)).not.toThrow();
   });
 
   it('counts the declared bytes of admitted fills not yet written, so two at once cannot share the room', async () => {

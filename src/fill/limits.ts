@@ -43,6 +43,8 @@ export interface FillLimits {
    * cannot both pass on the same free space.
    */
   admit(digest: string, dir: string, declared: number | undefined, written: () => number): Promise<() => void>;
+  /** Throws the FillRefusal that `admit` would for a blob declared at `declared` bytes over `maxBlobBytes`. */
+  checkDeclared(digest: string, declared: number | undefined): void;
   /** Throws a FillRefusal once a body without a declared size passes `maxBlobBytes`. */
   checkReceived(digest: string, received: number): void;
 }
@@ -58,19 +60,23 @@ export function createFillLimits(options: FillLimitsOptions = {}): FillLimits {
     return sum;
   };
 
+  const checkDeclared = (digest: string, declared: number | undefined): void => {
+    if (declared !== undefined && declared > maxBlobBytes) {
+      // DENIED, a 403: a policy of this mirror that no retry changes. Docker (DoNotRetry) and
+      // containers/image (skopeo, podman: not retryable) give up at once, where SIZE_INVALID or
+      // a 5xx would make them fetch the headers again and again; containerd's fallback to the
+      // next host happens only on a 404, which would claim the blob does not exist.
+      throw new FillRefusal(
+        'too_large',
+        'DENIED',
+        `blob ${digest} is ${formatBytes(declared)}, larger than this mirror fetches (${formatBytes(maxBlobBytes)})`,
+      );
+    }
+  };
+
   return {
     async admit(digest, dir, declared, written) {
-      if (declared !== undefined && declared > maxBlobBytes) {
-        // DENIED, a 403: a policy of this mirror that no retry changes. Docker (DoNotRetry) and
-        // containers/image (skopeo, podman: not retryable) give up at once, where SIZE_INVALID or
-        // a 5xx would make them fetch the headers again and again; containerd's fallback to the
-        // next host happens only on a 404, which would claim the blob does not exist.
-        throw new FillRefusal(
-          'too_large',
-          'DENIED',
-          `blob ${digest} is ${formatBytes(declared)}, larger than this mirror fetches (${formatBytes(maxBlobBytes)})`,
-        );
-      }
+      checkDeclared(digest, declared);
       // A file system that cannot say is no reason to refuse: a full one still fails the write.
       const free = await freeBytes(dir).catch(() => Infinity);
       const taken = promised();
@@ -92,6 +98,7 @@ export function createFillLimits(options: FillLimitsOptions = {}): FillLimits {
       admitted.add(entry);
       return () => void admitted.delete(entry);
     },
+    checkDeclared,
     checkReceived(digest, received) {
       if (received > maxBlobBytes) {
         throw new FillRefusal('too_large', 'DENIED', `blob ${digest} passed ${formatBytes(maxBlobBytes)} without a declared size, more than this mirror fetches`);

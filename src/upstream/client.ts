@@ -43,10 +43,10 @@ export function createUpstream(options: UpstreamOptions): Upstream {
   const dispatcherFor = (o: string): Dispatcher => (o === base.origin ? pool : elsewhere);
   const transport: Transport = { name, origin: base.origin, prefix: base.pathname.replace(/\/+$/, ''), timeouts, dispatcherFor };
 
-  // Credentials go with each call, as they are then: a password file may have been rotated.
-  const tokens = createTokenSource({ name, upstream: base, dispatcherFor, timeout: timeouts.headers, userAgent: USER_AGENT });
-  const auth = new UpstreamAuthorization(tokens, options.token);
   const limits = options.rateLimit instanceof RateLimit ? options.rateLimit : new RateLimit(name, options.rateLimit);
+  // Credentials go with each call, as they are then: a password file may have been rotated.
+  const tokens = createTokenSource({ name, upstream: base, dispatcherFor, timeout: timeouts.headers, userAgent: USER_AGENT, rateLimit: limits });
+  const auth = new UpstreamAuthorization(tokens, options.token);
   return {
     name,
     url: options.url,

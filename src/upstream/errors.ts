@@ -81,7 +81,7 @@ function clean(text: string): string {
 }
 
 /** `Retry-After` is passed on only when the back-off could read it too (delay-seconds or an HTTP-date). */
-function retryAfterHeader(value: string | string[] | undefined): Record<string, string> {
+export function retryAfterHeader(value: string | string[] | undefined): Record<string, string> {
   const v = (Array.isArray(value) ? value[0] : value)?.trim();
   return v !== undefined && retryAfterMs(v, Date.now()) !== undefined ? { 'Retry-After': v } : {};
 }

@@ -89,9 +89,17 @@ export class RateLimit {
   observe(status: number, headers: Record<string, string | string[] | undefined>): void {
     this.limit = parseRateLimitHeader(headers['ratelimit-limit']) ?? this.limit;
     this.remaining = parseRateLimitHeader(headers['ratelimit-remaining']) ?? this.remaining;
-    if (status !== 429) return;
+    if (status === 429) this.backOff(headers['retry-after']);
+  }
+
+  /**
+   * Starts (or lengthens) the back-off a 429 asks for, as long as its `Retry-After` says. The
+   * registry's 429 comes here through `observe`, its token server's directly: both count the
+   * same client, and a token server refused every request until then would be asked by each.
+   */
+  backOff(retryAfter: string | string[] | undefined): void {
     const now = this.now();
-    const said = retryAfterMs(headers['retry-after'], now);
+    const said = retryAfterMs(retryAfter, now);
     const wait = Math.min(said ?? this.backoff, this.maxBackoff);
     if (wait <= 0) return;
     const startsNow = this.until <= now;

@@ -12,6 +12,8 @@ import type { Dispatcher } from 'undici';
 import { deadline } from '../deadline.js';
 import { OciError } from '../errors.js';
 import { discard, readWithin } from './body.js';
+import { retryAfterHeader } from './errors.js';
+import type { RateLimit } from './rate-limit.js';
 import { shortReason } from './reason.js';
 import { TokenCache, type CachedToken } from './token-cache.js';
 import type { UpstreamCredentials } from './types.js';
@@ -37,6 +39,8 @@ export interface TokenSourceOptions {
   /** Deadline for the whole exchange (headers and body), ms. */
   timeout: number;
   userAgent: string;
+  /** The upstream's back-off: a token server's 429 starts it, and while it runs no exchange is sent. */
+  rateLimit?: Pick<RateLimit, 'check' | 'backOff'>;
 }
 
 export interface TokenSource {
@@ -140,6 +144,8 @@ async function requestToken(
   credentials: UpstreamCredentials | undefined,
   closed: AbortSignal,
 ): Promise<Buffer | undefined> {
+  // Held off (by the registry's 429 or this server's own), the token server is not asked either.
+  options.rateLimit?.check();
   const headers: Record<string, string> = { accept: 'application/json', 'user-agent': options.userAgent };
   if (credentials !== undefined) headers.authorization = basicAuthorization(credentials);
   const { signal, clear } = deadline(
@@ -159,7 +165,8 @@ async function requestToken(
     });
     if (res.statusCode !== 200) {
       await discard(res.body);
-      throw refusal(server, res.statusCode, credentials !== undefined);
+      if (res.statusCode === 429) options.rateLimit?.backOff(res.headers['retry-after']);
+      throw refusal(server, res.statusCode, credentials !== undefined, res.headers['retry-after']);
     }
     return await readWithin(res.body, TOKEN_BODY_LIMIT);
   } catch (err) {
@@ -221,7 +228,7 @@ export function basicAuthorization(credentials: UpstreamCredentials): string {
   return `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`;
 }
 
-function refusal(server: string, status: number, withCredentials: boolean): OciError {
+function refusal(server: string, status: number, withCredentials: boolean, retryAfter: string | string[] | undefined): OciError {
   switch (status) {
     case 401:
       return new OciError(
@@ -231,7 +238,8 @@ function refusal(server: string, status: number, withCredentials: boolean): OciE
     case 403:
       return new OciError('DENIED', `${server} denied the token`);
     case 429:
-      return new OciError('TOOMANYREQUESTS', `${server} is rate limiting`);
+      // Told as a registry's 429 is (upstreamError): the client waits as long as the back-off does.
+      return new OciError('TOOMANYREQUESTS', `${server} is rate limiting`, { headers: retryAfterHeader(retryAfter) });
     default:
       return new OciError('UNAVAILABLE', `${server} answered ${status}`, { status: 502 });
   }

@@ -7,7 +7,9 @@
  *
  * skopeo pulls through the mirror; then the front starts refusing, and the mirror must serve the
  * cached tag stale and fail cold requests fast, with no request reaching the front until the
- * back-off is over. Two upstreams, so that one's back-off is seen not to touch the other.
+ * back-off is over. Two upstreams, so that one's back-off is seen not to touch the other. Then
+ * the same of a registry behind the token handshake whose token server (behind a front of its
+ * own) answers 429: the same back-off, and neither server asked until it is over.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -22,6 +24,7 @@ import { parseMetrics, total } from '../helpers/metrics.js';
 import { startTestMirror, type TestMirror } from '../helpers/mirror.js';
 import { terminateAll } from '../helpers/processes.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import { startTokenServer, type TokenServer } from '../helpers/token-server.js';
 import { requireTools, skopeoCopy, verifyDirPull } from '../helpers/tools.js';
 
 const ACCEPT = { Accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json' };
@@ -190,5 +193,76 @@ describe.skipIf(!requireTools(['docker-registry', 'skopeo']))('an upstream that 
     expect(served.status).toBe(200);
     expect(served.body.length).toBe(late.blobs[0]!.size);
     expect(otherFront!.count('GET', '/blobs/')).toBe(2);
+  });
+});
+
+describe.skipIf(!requireTools(['docker-registry', 'openssl']))('an upstream whose token server rate limits', () => {
+  let tokens: TokenServer | undefined;
+  let tokenFront: CountingProxy | undefined;
+  let registryFront: CountingProxy | undefined;
+  let registry: RunningRegistry | undefined;
+  let mirror: TestMirror | undefined;
+  let app: Fixture;
+  let other: Fixture;
+
+  const scrape = async () => parseMetrics((await raw(`${mirror!.url}/metrics`)).body.toString());
+  const backoffSeconds = async () => total(await scrape(), 'oci_mirror_upstream_ratelimit_backoff_seconds', { upstream: 'auth.test' });
+
+  beforeAll(async () => {
+    tokens = await startTokenServer({ users: { admin: 'admin-pw' }, grants: [{ repository: 'team/*', users: ['admin'], anonymous: true, actions: ['pull', 'push'] }] });
+    tokenFront = await startCountingProxy(tokens.url);
+    // The registry sends clients to the front: every token request the mirror makes passes it.
+    registry = await startRegistry({ auth: tokens.registryAuth(`${tokenFront.url}/token`) });
+    const admin = { username: 'admin', password: 'admin-pw' };
+    const push = async (name: string) => ({
+      url: registry!.url,
+      headers: { Authorization: `Bearer ${await tokens!.fetchToken(`repository:${name}:pull,push`, admin)}` },
+    });
+    app = await pushTinyImage(await push('team/app'), { name: 'team/app', tag: 'v1' });
+    other = await pushTinyImage(await push('team/other'), { name: 'team/other', tag: 'v1' });
+    registryFront = await startCountingProxy(registry.url);
+    mirror = await startTestMirror(registryFront.url, { upstreams: [{ name: 'auth.test', url: registryFront.url, default: true }] });
+  });
+
+  afterAll(async () => {
+    await Promise.allSettled([mirror?.dispose(), tokenFront?.close(), registryFront?.close()]);
+    await registry?.destroy();
+    await tokens?.close();
+    await terminateAll();
+  });
+
+  it("holds the upstream off after the token server's 429: 429 with Retry-After to clients, no request to either server until it is over", async () => {
+    tokenFront!.behave(refusing(5));
+    const manifest = `${mirror!.url}/v2/team/app/manifests/v1`;
+    const refused = await raw(manifest, { headers: ACCEPT });
+    expect(refused.status).toBe(429);
+    expect(JSON.parse(refused.body.toString()).errors[0].code).toBe('TOOMANYREQUESTS');
+    expect(refused.headers['retry-after']).toBe('5');
+    // The registry's challenge, then the one token request that was refused.
+    expect(registryFront!.count('*')).toBe(1);
+    expect(tokenFront!.count('GET', '/token')).toBe(1);
+
+    // Another repository (a scope with no token yet), a blob: held off, nothing sent anywhere.
+    registryFront!.reset();
+    tokenFront!.reset();
+    for (const url of [`${mirror!.url}/v2/team/other/blobs/${other.blobs[0]!.digest}`, manifest]) {
+      const held = await raw(url, { headers: ACCEPT });
+      expect(held.status).toBe(429);
+      expect(JSON.parse(held.body.toString()).errors[0].message).toMatch(/retry in \d+s/);
+      const wait = Number(held.headers['retry-after']);
+      expect(wait).toBeGreaterThan(0);
+      expect(wait).toBeLessThanOrEqual(5);
+    }
+    expect(registryFront!.requests).toEqual([]);
+    expect(tokenFront!.requests).toEqual([]);
+    expect(total(await scrape(), 'oci_mirror_upstream_ratelimit_backoffs_total', { upstream: 'auth.test' })).toBe(1);
+
+    tokenFront!.behave({});
+    // Read off the gauge, which asks nothing of the upstream; generous against a busy machine.
+    await waitFor(async () => (await backoffSeconds()) === 0, 15_000, 'the back-off to end');
+    const served = await raw(manifest, { headers: ACCEPT });
+    expect(served.status).toBe(200);
+    expect(served.headers['docker-content-digest']).toBe(app.digest);
+    expect(tokenFront!.count('GET', '/token')).toBe(1);
   });
 });

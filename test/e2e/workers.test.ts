@@ -4,15 +4,16 @@
  * concurrent clients on one cold blob, spread over both workers, cause one upstream GET and
  * all get the blob's bytes; the worker holding a fill killed with SIGKILL mid-fill is
  * replaced, the other worker takes its fill over, and clients that retry as real ones do get
- * the whole blob; SIGTERM stops the workers with the primary. A worker's relay socket serves
+ * the whole blob, and the killed worker's spool is removed once none of its fills can be alive
+ * while a live fill's stays; SIGTERM stops the workers with the primary. A worker's relay socket serves
  * the relay alone; a worker that cannot listen ends the start; eviction takes its turns through
  * the primary. `workers: 1` is one process, and `--workers` refuses storage private to one.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { request } from 'node:http';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, readlink, realpath, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MirrorConfigInput } from '../../src/config.js';
@@ -45,6 +46,13 @@ interface Pull {
   /** Body bytes received so far, by the attempt under way. */
   received(): number;
   result: Promise<{ attempts: number; digest: string; status: number }>;
+}
+
+/** The names of the files below `dir` that process `pid` holds open (Linux: its /proc/<pid>/fd links). */
+async function openFiles(pid: number, dir: string): Promise<string[]> {
+  const real = await realpath(dir);
+  const links = await Promise.all((await readdir(`/proc/${pid}/fd`)).map((fd) => readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')));
+  return links.filter((l) => dirname(l) === real).map((l) => basename(l));
 }
 
 function pull(url: string, maxAttempts = 5): Pull {
@@ -229,6 +237,77 @@ describe('workers: several processes on one port', () => {
     const again = await raw(blobUrl(digest));
     expect(again.headers['x-mirror-cache']).toBe('HIT');
     expect(createHash('sha256').update(again.body).digest('hex')).toBe(digest.slice(7));
+  }, 150_000);
+
+  it("a killed worker's spool is removed once none of its fills can be alive; a live fill's spool stays", async () => {
+    // fill.timeout 30s: the primary removes what a dead worker left 40 s (the timeout and its
+    // 10 s margin) after it died. The upstream's body timeout is longer than the live fill's hold.
+    const sweeping = await start({
+      workers: 2,
+      fill: { timeout: '30s' },
+      upstreams: [{ name: 'registry.test', url: upstream.url, timeouts: { connect: '2s', headers: '5s', body: '60s' } }],
+    });
+    await listening(sweeping, 'workers listening');
+    const url = (digest: string) => `${sweeping.url}/v2/team/app/blobs/${digest}`;
+    const spools = async (digest: string) => (await readdir(join(sweeping.dataDir, 'tmp', 'spool')).catch(() => [])).filter((f) => f.startsWith(digest.slice(7, 23)));
+    const held = (digest: string, holdAt: number) => {
+      let resume!: () => void;
+      upstream.faults.set(digest, { holdAt, hold: new Promise<void>((r) => (resume = r)), chunkSize: 256 * 1024 });
+      return () => {
+        resume();
+        upstream.faults.delete(digest);
+      };
+    };
+
+    // One worker holds the fill, stuck after 1 MiB; the other relays it into a spool of its own.
+    const data = randomBytes(4 * MiB);
+    const digest = upstream.addBlob(data);
+    const resume = held(digest, MiB);
+    const pulls = [pull(url(digest))];
+    await waitFor(() => upstream.count('GET', `/blobs/${digest}`) === 1, 10_000, 'the holder to start its fill');
+    for (let i = 0; i < 5; i++) {
+      await sleep(25);
+      pulls.push(pull(url(digest)));
+    }
+    await waitFor(async () => (await spools(digest)).length === 2, 20_000, 'the holder and the relaying worker to spool');
+    const claimed = () => sweeping.lines().find((l) => l.msg === 'lease claimed' && l.key === `fill-lease:${digest}`);
+    await waitFor(() => claimed() !== undefined, 10_000, 'the primary to log the claim');
+    const holder = claimed()!.worker as number;
+    const [dead, ...more] = await openFiles(holder, join(sweeping.dataDir, 'tmp', 'spool'));
+    expect(dead).toBeDefined();
+    expect(more).toEqual([]);
+
+    process.kill(holder, 'SIGKILL');
+    const killedAt = Date.now();
+    resume();
+    const results = await Promise.all(pulls.map((p) => p.result));
+    expect(results.map((r) => [r.status, r.digest])).toEqual(Array(pulls.length).fill([200, digest]));
+    // The other worker took the fill over; the dead worker's spool is left for now.
+    await waitFor(async () => (await readFile(storedFile(sweeping.dataDir, digest)).catch(() => undefined))?.equals(data) ?? false, 10_000, 'the blob on disk');
+    expect(await spools(digest)).toContain(dead);
+
+    // A fill that starts 22 s after the death is alive when the leftovers go (40 s after it), and
+    // its spool, written 18 s before, is younger than their age.
+    await sleep(Math.max(0, killedAt + 22_000 - Date.now()));
+    const live = randomBytes(2 * MiB);
+    const liveDigest = upstream.addBlob(live);
+    const release = held(liveDigest, 512 * 1024);
+    const livePull = pull(url(liveDigest), 1);
+    await waitFor(async () => (await spools(liveDigest)).length === 1, 10_000, 'the live fill to spool');
+    const [liveSpool] = await spools(liveDigest);
+    expect(await spools(digest)).toContain(dead);
+    expect(Date.now() - killedAt).toBeLessThan(40_000);
+
+    const removed = () => sweeping.lines().some((l) => l.pid === sweeping.proc.pid && l.msg === "removed what a dead worker's fills left unfinished");
+    await waitFor(removed, 30_000, 'the primary to remove the leftovers');
+    expect(Date.now() - killedAt).toBeGreaterThanOrEqual(40_000);
+    // Nothing of the dead worker in tmp/: the live fill's spool is all there is.
+    const inTmp = await readdir(join(sweeping.dataDir, 'tmp'), { recursive: true, withFileTypes: true });
+    expect(inTmp.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name))).toEqual([join(sweeping.dataDir, 'tmp', 'spool', liveSpool!)]);
+    release();
+    expect(await livePull.result).toEqual({ attempts: 1, digest: liveDigest, status: 200 });
+    await waitFor(async () => (await readFile(storedFile(sweeping.dataDir, liveDigest)).catch(() => undefined))?.equals(live) ?? false, 10_000, 'the live blob on disk');
+    expect(await terminate(sweeping.proc, 15_000)).toEqual({ code: 0, signal: null });
   }, 150_000);
 
   it('SIGTERM to the primary stops every worker, and it exits 0', async () => {

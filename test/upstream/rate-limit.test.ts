@@ -82,6 +82,40 @@ describe('back-off after a 429', () => {
     expect(paths).toHaveLength(3);
   });
 
+  it("starts on the token server's 429 too: until its Retry-After is over, neither the registry nor the token server is asked", async () => {
+    const paths: string[] = [];
+    let limited = true;
+    const server = await startServer((req, res, url) => {
+      paths.push(url.pathname);
+      if (url.pathname === '/token') {
+        if (limited) return void res.writeHead(429, { 'retry-after': '30' }).end();
+        return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"token":"t0ken"}');
+      }
+      if (req.headers.authorization !== 'Bearer t0ken') {
+        return void res.writeHead(401, { 'www-authenticate': `Bearer realm="http://127.0.0.1:${server.port}/token",service="s"` }).end();
+      }
+      res.writeHead(200).end('{}');
+    });
+    const c = clock();
+    const backoffs: unknown[] = [];
+    const up = upstream({ url: server.origin, rateLimit: { now: c.now, onBackoff: (e) => backoffs.push(e) } });
+    const refused = await failures(up.request(get));
+    expect(refused).toMatchObject({ code: 'TOOMANYREQUESTS', status: 429, headers: { 'Retry-After': '30' } });
+    expect(paths).toEqual(['/v2/team/app/manifests/1', '/token']);
+    expect(backoffs).toEqual([{ upstream: 'test', seconds: 30, source: 'retry-after' }]);
+    expect(up.rateLimit?.()).toEqual({ backoffSeconds: 30 });
+
+    c.advance(29_000);
+    expect(await failures(up.request(get))).toMatchObject({ code: 'TOOMANYREQUESTS', headers: { 'Retry-After': '1' } });
+    expect(paths).toHaveLength(2);
+    limited = false;
+    c.advance(1_000);
+    const served = await up.request(get);
+    served.body.resume();
+    expect(served.status).toBe(200);
+    expect(paths.slice(2)).toEqual(['/v2/team/app/manifests/1', '/token', '/v2/team/app/manifests/1']);
+  });
+
   it('starts none for a 429 from a redirect target, nor for a 503 with Retry-After', async () => {
     const cdn = await startServer((_req, res) => res.writeHead(429, { 'retry-after': '60' }).end());
     let hits = 0;
