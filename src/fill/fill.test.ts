@@ -38,8 +38,11 @@ describe('Fill', () => {
     let finish!: () => void;
     const { fill, store, digest } = start(data, () => new Promise<void>((r) => (finish = r)));
     const body = fill.reader();
-    await new Promise((r) => setTimeout(r, 50));
-    expect(fill.state).not.toBe('committed');
+    // Verified is as far as it goes without that work: the commit waits on it (no timing: a busy machine may take any time to get here).
+    for (let i = 0; i < 1000 && fill.state !== 'verified'; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(fill.state).toBe('verified');
+    await new Promise((r) => setTimeout(r, 20));
+    expect(fill.state).toBe('verified');
     finish();
     await fill.done;
     expect(await store.stat(digest.value)).toEqual({ size: data.length });
