@@ -2,7 +2,7 @@
  * The house's dependency rules, checked rather than remembered (go-containerregistry keeps its
  * budget the same way, in depcheck_test.go). Imports point down only:
  *
- *   src/index.ts, src/cli.ts (src/cli-main.ts), src/server.ts   entry points
+ *   src/index.ts, src/cli.ts, src/server.ts   entry points
  *   middleware/mirror/                         the composition root
  *   middleware/<name>/                         thin koa adapters
  *   src/<domain>/                              the domain, no koa
@@ -16,7 +16,7 @@ import { dirname, join, normalize, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 const ROOT = join(import.meta.dirname, '..');
-const ENTRY_POINTS = new Set(['src/index.ts', 'src/cli.ts', 'src/cli-main.ts', 'src/server.ts']);
+const ENTRY_POINTS = new Set(['src/index.ts', 'src/cli.ts', 'src/server.ts']);
 const KOA = /^(koa|@koa\/.*|koa-compose)$/;
 
 /** Repository-relative path → its import specifiers (static, re-exports, side-effect and dynamic). */
