@@ -6,6 +6,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { SERVER_NODE_FLAGS } from '../src/node-flags.js';
 import { mbps, stats, type MemoryPeak, type ParallelPull, type Pull, type Stats, type WrkResult } from './measure.js';
 
 export interface Run {
@@ -332,6 +333,7 @@ export function resultsHeader({ date, commit, machine, load, flags, runs, second
     '',
     `Written by \`npm run bench${flagList.length ? ` -- ${flagList.join(' ')}` : ''}\` on ${date.slice(0, 16).replace('T', ' ')} UTC ` +
       `at commit ${commit}, Node.js ${machine.node}, ${machine.cpus} cores (${machine.cpu}); ${runs} round${runs === 1 ? '' : 's'} in ${seconds.toFixed(0)} s.`,
+    `The mirror runs as \`npm start\` runs it, with node's ${SERVER_NODE_FLAGS.map((f) => `\`${f}\``).join(' ')} (src/node-flags.ts).`,
     `Load average (1, 5, 15 min) before: ${loads(load.before)}, after: ${loads(load.after)}. On ${machine.cpus} cores, a load above ${machine.cpus} ` +
       'means other work shared the machine: MB/s and requests/s then say less than the ratios and the CPU seconds per GB.',
     'How to run the bench and read these figures: [README, Benchmarks](../README.md#benchmarks).',

@@ -14,6 +14,7 @@ import { describeExit, spawnTracked, terminate, type Tracked } from '../test/hel
 import { freePort, REGISTRY_BINARY, startRegistry, type RunningRegistry } from '../test/helpers/registry.js';
 import { S3RVER_CREDENTIALS, type RunningS3 } from '../test/helpers/s3.js';
 import { which } from '../test/helpers/tools.js';
+import { SERVER_NODE_FLAGS } from '../src/node-flags.js';
 import { pidsByCommandLine } from './measure.js';
 
 const READY_TIMEOUT_MS = 15_000;
@@ -178,7 +179,8 @@ export async function startMirror({ upstreamUrl, dataDir, work, nodeFlags = [], 
       ...(workers ? { workers } : {}),
     }),
   );
-  const proc = spawnTracked(process.execPath, [...nodeFlags, cli, '--config', config], {
+  // Started as `npm start` starts it: with the server's node flags (src/node-flags.ts).
+  const proc = spawnTracked(process.execPath, [...SERVER_NODE_FLAGS, ...nodeFlags, cli, '--config', config], {
     env: { ...process.env, LOG_LEVEL: 'warn' },
   });
   await waitReady(proc, `${url}/healthz`, 'mirror', async () => proc.output());

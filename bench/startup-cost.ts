@@ -17,6 +17,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { describeExit, spawnTracked, terminate } from '../test/helpers/processes.js';
 import { freePort } from '../test/helpers/registry.js';
+import { SERVER_NODE_FLAGS } from '../src/node-flags.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const CLI = join(ROOT, 'dist', 'src', 'cli.js');
@@ -94,7 +95,7 @@ async function waitHealthy(url: string, exited: () => string | undefined, output
 async function idleOnce(dir: string, nodeFlags: string[], config: string | undefined, port: number): Promise<Figures> {
   const out = join(dir, 'memory.json');
   await rm(out, { force: true });
-  const args = [...nodeFlags, '--require', join(dir, 'preload.cjs'), CLI, ...(config ? ['--config', config] : [])];
+  const args = [...SERVER_NODE_FLAGS, ...nodeFlags, '--require', join(dir, 'preload.cjs'), CLI, ...(config ? ['--config', config] : [])];
   const proc = spawnTracked(process.execPath, args, { cwd: dir, env: { ...process.env, LOG_LEVEL: 'warn', STARTUP_COST_OUT: out } });
   try {
     await waitHealthy(`http://127.0.0.1:${port}/healthz`, () => (proc.exit() ? describeExit(proc.exit()!) : undefined), () => proc.output());

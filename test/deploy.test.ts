@@ -12,6 +12,7 @@ import { parse as parseToml } from 'smol-toml';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { parseConfig, parseListen, type MirrorConfig } from '../src/config.js';
+import { SERVER_NODE_FLAGS } from '../src/node-flags.js';
 
 const DEPLOY = join(import.meta.dirname, '..', 'deploy');
 const CLI = join(import.meta.dirname, '..', 'src', 'cli.ts');
@@ -83,7 +84,8 @@ describe('deploy/systemd', () => {
 
   it('runs the config it ships, with room for its cache and time for its shutdown', () => {
     const installed = /^# (\/[^\s:]+)/.exec(configText)![1]!;
-    expect(one('ExecStart')).toBe(`/usr/bin/oci-mirror --config ${installed}`);
+    // Through node, with the server's flags (src/node-flags.ts), which only node's own command line takes.
+    expect(one('ExecStart')).toBe(`/usr/bin/node ${SERVER_NODE_FLAGS.join(' ')} /usr/bin/oci-mirror --config ${installed}`);
     expect(one('ExecStartPre')).toBe(`/usr/bin/oci-mirror check --config ${installed}`);
     expect(config.storage).toMatchObject({ type: 'fs' });
     const cache = (config.storage as { path: string }).path;
@@ -95,6 +97,11 @@ describe('deploy/systemd', () => {
     const files = pathsIn(parseYaml(configText)).filter(([k]) => k.endsWith('File')).map(([, p]) => p);
     expect(files.length).toBeGreaterThan(0);
     expect(credentials.sort()).toEqual(files.sort());
+  });
+
+  it("starts as npm start does, with the server's node flags", () => {
+    const scripts = (JSON.parse(readFileSync(join(DEPLOY, '..', 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts;
+    expect(scripts.start).toContain(`node ${SERVER_NODE_FLAGS.join(' ')} dist/src/cli.js`);
   });
 
   it('carries a config oci-mirror check accepts', () => {

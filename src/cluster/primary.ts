@@ -13,6 +13,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { MirrorConfig } from '../config.js';
+import { withServerFlags } from '../node-flags.js';
 import { LEASE_TTL_MS } from '../replication/config.js';
 import { createStorage, liveFillAge, recoverStorage } from '../storage-config.js';
 import type { Storage } from '../storage.js';
@@ -40,8 +41,8 @@ export async function runPrimary({ config, workers: count, logger, stop }: Prima
   const secret = randomBytes(32).toString('base64url');
   const table = new LeaseTable(LEASE_TTL_MS);
   const replacements = restarts();
-  // Structured clone: the config arrives as parsed, undefined members and all.
-  cluster.setupPrimary({ serialization: 'advanced' });
+  // Structured clone: the config arrives as parsed, undefined members and all. The workers serve: they get the server's node flags.
+  cluster.setupPrimary({ serialization: 'advanced', execArgv: withServerFlags(process.execArgv) });
 
   const live = new Set<Worker>();
   const pending = new Set<NodeJS.Timeout>();

@@ -21,6 +21,7 @@ import { sha256, startFakeUpstream, type FakeUpstream } from '../helpers/fake-up
 import { raw, waitFor } from '../helpers/http.js';
 import { describeExit, spawnTracked, terminate, terminateAll, type Tracked } from '../helpers/processes.js';
 import { freePort } from '../helpers/registry.js';
+import { SERVER_NODE_FLAGS } from '../../src/node-flags.js';
 
 const MiB = 1024 * 1024;
 const CLI = join(process.cwd(), 'src', 'cli.ts');
@@ -166,6 +167,8 @@ describe('workers: several processes on one port', () => {
 
   it('twenty concurrent clients over two workers: one upstream GET, every body verified', async () => {
     expect(workerPids(mirror)).toHaveLength(2);
+    // The workers serve, so they run with the server's node flags, which the primary adds.
+    for (const pid of workerPids(mirror)) expect((await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0')).toEqual(expect.arrayContaining([...SERVER_NODE_FLAGS]));
     const data = randomBytes(4 * MiB);
     const digest = upstream.addBlob(data);
     // About 1.3 s upstream: every client arrives while the one fill is running.
