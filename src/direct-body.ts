@@ -9,40 +9,30 @@
 import { ServerResponse } from 'node:http';
 import { Readable, type Writable } from 'node:stream';
 
-/** What the own buffers of every direct body in the process may take together, plus MIN_BUFFER for each buffer past it. */
+/** What the own buffers of every direct body in the process may take together, about. */
 const BUFFER_BUDGET = 16 * 1024 * 1024;
 /** The smallest buffer a direct body is given, however many there are: one socket read's worth. */
 const MIN_BUFFER = 64 * 1024;
-/** Direct bodies sending now, in this process, and the bytes of own buffers they hold. */
+/** Direct bodies sending now, in this process. */
 let active = 0;
-let reserved = 0;
 
-/**
- * One buffer's size when `sending` bodies share BUFFER_BUDGET two buffers each and `free` bytes
- * of it are left: a multiple of MIN_BUFFER (or `max`), at most `max`, at least MIN_BUFFER.
- */
-export function bufferShare(sending: number, max: number, free = BUFFER_BUDGET): number {
-  const share = Math.min(BUFFER_BUDGET / 2 / Math.max(1, sending), free);
-  return Math.min(max, Math.max(MIN_BUFFER, Math.floor(share / MIN_BUFFER) * MIN_BUFFER));
+/** One buffer's size when `sending` bodies share BUFFER_BUDGET two buffers each: a multiple of MIN_BUFFER, at most `max`. */
+export function bufferShare(sending: number, max: number): number {
+  const share = Math.floor(BUFFER_BUDGET / 2 / Math.max(1, sending) / MIN_BUFFER) * MIN_BUFFER;
+  return Math.min(max, Math.max(MIN_BUFFER, share));
 }
 
 export abstract class DirectBody extends Readable {
   private sending = false;
-  /** Bytes of the own buffers this body holds, given back to the budget when it stops sending. */
-  private held = 0;
 
   /**
-   * A buffer of its own for this body to read into, at most `max` bytes: large while few bodies
-   * send (a stored blob is sent at near the static servers' speed from 4 MiB reads, 1.3 times
-   * what 1 MiB reads give), smaller as more do, and never past what is left of BUFFER_BUDGET, so
-   * that all of them together stay within it, whatever the number of clients and the order they
-   * came in (past it, each body still gets MIN_BUFFER).
+   * The size for this body's two buffers, at most `max`: large while few bodies send (a stored
+   * blob is sent at near the static servers' speed from 4 MiB reads, 1.3 times what 1 MiB reads
+   * give), smaller as more do, so that their sum stays near BUFFER_BUDGET rather than growing
+   * with the number of clients (until every body is down to MIN_BUFFER).
    */
-  protected ownBuffer(max: number): Buffer {
-    const size = bufferShare(active, max, BUFFER_BUDGET - reserved);
-    reserved += size;
-    this.held += size;
-    return Buffer.allocUnsafeSlow(size);
+  protected bufferSize(max: number): number {
+    return bufferShare(active, max);
   }
 
   /**
@@ -64,11 +54,7 @@ export abstract class DirectBody extends Readable {
     active++;
     // stream.pipeline pipes with `end: false` and ends the response itself on this stream's 'end'.
     this.send(new ResponseLink(destination), options?.end !== false)
-      .finally(() => {
-        active--;
-        reserved -= this.held;
-        this.held = 0;
-      })
+      .finally(() => active--)
       .then(
         // Stopped early: destroying releases what the body holds (a file, a fill reader) now.
         (ended) => ended || this.destroy(),

@@ -6,7 +6,7 @@
 import type { FileHandle } from 'node:fs/promises';
 import { DirectBody, type ResponseLink } from '../../src/direct-body.js';
 
-/** What a plain read gives at a time; sending from its own buffers, the body reads up to 4 MiB (see ownBuffer). */
+/** What a plain read gives at a time; sending from its own buffers, the body reads up to 4 MiB (see bufferSize). */
 const CHUNK = 1024 * 1024;
 const SEND_CHUNK = 4 * 1024 * 1024;
 
@@ -47,13 +47,13 @@ export class FileBody extends DirectBody {
   }
 
   protected override async send(to: ResponseLink, end: boolean): Promise<boolean> {
-    const size = Math.min(SEND_CHUNK, this.end - this.position);
+    const size = Math.min(this.bufferSize(SEND_CHUNK), this.end - this.position);
     const buffers: Buffer[] = [];
     const writing: Array<Promise<void> | undefined> = [undefined, undefined];
     for (let turn = 0; this.position < this.end; turn ^= 1) {
       await to.until(writing[turn]);
       if (this.destroyed || to.gone) return false;
-      const buffer = (buffers[turn] ??= this.ownBuffer(size));
+      const buffer = (buffers[turn] ??= Buffer.allocUnsafeSlow(size));
       const n = Math.min(buffer.length, this.end - this.position);
       const { bytesRead } = await this.handle.read(buffer, 0, n, this.position);
       if (this.destroyed || to.gone) return false;

@@ -105,7 +105,7 @@ export class FillReader extends DirectBody {
       } else if (step.kind === 'file') {
         await to.until(writing[turn]);
         if (gone()) return false;
-        const buffer = (buffers[turn] ??= this.ownBuffer(CHUNK));
+        const buffer = (buffers[turn] ??= Buffer.allocUnsafeSlow(this.bufferSize(CHUNK)));
         const n = await fill.readAt(buffer.subarray(0, step.length), this.position);
         if (gone()) return false;
         if (fill.error) throw fill.error;
