@@ -7,7 +7,7 @@ import { bufferShare, ResponseLink } from './direct-body.js';
 const MiB = 1024 * 1024;
 
 describe('bufferShare', () => {
-  it('gives few bodies large buffers and many bodies small ones, their sum near 16 MiB', () => {
+  it('gives few bodies large buffers and many bodies small ones, each share within 16 MiB', () => {
     expect(bufferShare(1, 4 * MiB)).toBe(4 * MiB);
     expect(bufferShare(2, 4 * MiB)).toBe(4 * MiB);
     expect(bufferShare(4, 4 * MiB)).toBe(2 * MiB);
