@@ -50,7 +50,8 @@ export async function commitName(): Promise<string> {
   const git = (...args: string[]) => promisify(execFile)('git', ['-C', ROOT, ...args]).then((r) => r.stdout.trim());
   try {
     const head = await git('rev-parse', '--short', 'HEAD');
-    return (await git('status', '--porcelain', '--untracked-files=no')) ? `${head}-dirty` : head;
+    // The bench's own output (a results file not yet committed) does not make the code it measured dirty.
+    return (await git('status', '--porcelain', '--untracked-files=no', '--', '.', ':!bench/RESULTS.md')) ? `${head}-dirty` : head;
   } catch {
     return 'unknown';
   }
