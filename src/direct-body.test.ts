@@ -15,6 +15,12 @@ describe('bufferShare', () => {
     for (const n of [1, 3, 10, 50, 128]) expect(2 * n * bufferShare(n, 4 * MiB)).toBeLessThanOrEqual(16 * MiB);
   });
 
+  it('adds up, for bodies that start one after another, to what the README says: 38.5 MiB for ten, about 69 for a hundred', () => {
+    const held = (n: number) => Array.from({ length: n }, (_, i) => 2 * bufferShare(i + 1, 4 * MiB)).reduce((a, b) => a + b, 0);
+    expect(held(10)).toBe(38.5 * MiB);
+    expect(held(100)).toBe(69.125 * MiB);
+  });
+
   it('never goes below 64 KiB nor above what the body asks for', () => {
     expect(bufferShare(300, 4 * MiB)).toBe(64 * 1024);
     expect(bufferShare(0, 256 * 1024)).toBe(256 * 1024);

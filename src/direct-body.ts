@@ -11,7 +11,7 @@ import { Readable, type Writable } from 'node:stream';
 
 /**
  * What the direct bodies sending share out, by their number at each one's start: ten that start
- * one after another hold about 38 MiB (the first two 4 MiB each, the tenth 768 KiB), a hundred
+ * one after another hold 38.5 MiB (the first two 4 MiB each, the tenth 768 KiB), a hundred
  * about 69 MiB, and past that each adds its two MIN_BUFFERs. A hard cap at this budget was tried:
  * it left every body after the second at MIN_BUFFER, and ten warm clients at two thirds of the
  * throughput for 21 MB less peak RSS.

@@ -15,9 +15,14 @@
  */
 export const SERVER_NODE_FLAGS: readonly string[] = ['--initial-old-space-size=64'];
 
-/** `execArgv` with each server flag the operator has not given (in either of V8's spellings) added. */
-export function withServerFlags(execArgv: readonly string[]): string[] {
+/** The server flags `execArgv` lacks (a flag given with another value, in either of V8's spellings, counts as given). */
+export function missingServerFlags(execArgv: readonly string[]): string[] {
   const name = (flag: string) => flag.split('=')[0]!.replaceAll('_', '-');
   const given = new Set(execArgv.map(name));
-  return [...execArgv, ...SERVER_NODE_FLAGS.filter((f) => !given.has(name(f)))];
+  return SERVER_NODE_FLAGS.filter((f) => !given.has(name(f)));
+}
+
+/** `execArgv` with each server flag the operator has not given added. */
+export function withServerFlags(execArgv: readonly string[]): string[] {
+  return [...execArgv, ...missingServerFlags(execArgv)];
 }

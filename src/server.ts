@@ -25,6 +25,7 @@ import { createMirror, type Mirror, type MirrorOptions } from '../middleware/mir
 import { adminToken, type OnSecretReload } from '../middleware/mirror/config-files.js';
 import { createStatus, type Status } from './status/index.js';
 import { FILLS_PATH } from './replication/index.js';
+import { missingServerFlags } from './node-flags.js';
 import type { Secret } from './secrets.js';
 
 export interface ServerOptions extends MirrorOptions {
@@ -126,7 +127,12 @@ export async function startServer(config: MirrorConfig, options: ServerOptions =
   await once(server, 'listening');
   const address = server.address() as AddressInfo;
   const hostPort = `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
-  logger.info({ listen: hostPort, upstreams: config.upstreams.map((u) => u.name), storage: config.storage.type }, 'mirror listening');
+  // A server started without node's flags for one works, with more GC work on cold pulls: say so where the operator looks.
+  const missingNodeFlags = missingServerFlags(process.execArgv);
+  logger.info(
+    { listen: hostPort, upstreams: config.upstreams.map((u) => u.name), storage: config.storage.type, ...(missingNodeFlags.length ? { missingNodeFlags } : {}) },
+    'mirror listening',
+  );
 
   let closing: Promise<void> | undefined;
   return {

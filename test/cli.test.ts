@@ -12,6 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.js';
 import { raw, waitFor } from './helpers/http.js';
 import { spawnTracked, terminate, type Tracked } from './helpers/processes.js';
+import { SERVER_NODE_FLAGS } from '../src/node-flags.js';
 
 const CLI = join(process.cwd(), 'src', 'cli.ts');
 const MiB = 1024 * 1024;
@@ -32,9 +33,9 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function cli(args: string[]): Tracked {
+function cli(args: string[], nodeFlags: string[] = []): Tracked {
   // node itself, with tsx as a loader: the tsx command would fork a child that SIGKILL misses.
-  const p = spawnTracked(process.execPath, ['--import', 'tsx', CLI, ...args], { env: { ...process.env, LOG_LEVEL: 'info' } });
+  const p = spawnTracked(process.execPath, [...nodeFlags, '--import', 'tsx', CLI, ...args], { env: { ...process.env, LOG_LEVEL: 'info' } });
   running.push(p);
   return p;
 }
@@ -46,12 +47,12 @@ async function writeConfig(name: string, text: string): Promise<string> {
 }
 
 /** Starts the CLI on a free port and waits for its "listening" log line. */
-async function startMirror(dataDir: string): Promise<{ proc: Tracked; url: string }> {
+async function startMirror(dataDir: string, nodeFlags: string[] = []): Promise<{ proc: Tracked; url: string }> {
   const config = await writeConfig(
     `mirror-${Math.random().toString(36).slice(2)}.yaml`,
     `listen: "127.0.0.1:0"\nstorage: { type: fs, path: ${JSON.stringify(dataDir)} }\nupstreams:\n  - name: registry.test\n    url: ${upstream.url}\nshutdownGrace: 20s\n`,
   );
-  const proc = cli(['--config', config]);
+  const proc = cli(['--config', config], nodeFlags);
   let url = '';
   await waitFor(
     () => {
@@ -92,6 +93,15 @@ describe('oci-mirror command line', () => {
     expect(exit.code).toBe(2);
     expect(proc.stderr()).toMatch(pattern);
     expect(proc.stdout()).not.toContain('listening');
+  });
+
+  it("says in its listening line which of node's server flags it was started without", async () => {
+    const listening = (p: Tracked) => JSON.parse(p.stdout().split('\n').find((l) => l.includes('mirror listening'))!) as { missingNodeFlags?: string[] };
+    const bare = await startMirror(join(dir, 'flags-bare'));
+    expect(listening(bare.proc).missingNodeFlags).toEqual([...SERVER_NODE_FLAGS]);
+    const flagged = await startMirror(join(dir, 'flags-given'), [...SERVER_NODE_FLAGS]);
+    expect(listening(flagged.proc)).not.toHaveProperty('missingNodeFlags');
+    await Promise.all([terminate(bare.proc, 10_000), terminate(flagged.proc, 10_000)]);
   });
 
   it('exits 2 for a config file that does not exist', async () => {
