@@ -10,8 +10,11 @@
  * full GC against that limit, which it otherwise keeps at 1.5–2.5 times the live heap: 11–27 MB
  * of room on the mirror's 16 MB. A cold pull then ran a full GC every 11–27 MB received (8 to 32
  * per 512 MiB, `--trace-gc`), although the young generation's own collections free those buffers
- * every 32 MB. With the floor it runs 2 to 4, for 15 % less CPU per GB (bench A/B: 4.23 against
- * 3.59 s/GB, 5 pairs of 5) and a few MB more peak RSS.
+ * every 32 MB. With the floor it runs 2 to 4, for 15 % less CPU per GB on a cold pull (paired
+ * runs: 4.23 against 3.59 s/GB, 5 pairs of 5; ten clients 0.67 against 0.53, 3 of 3). The price
+ * is memory where the old generation fills with short-lived objects, as under a flood of small
+ * requests: V8 lets it grow to the floor before a full GC (wrk on a 4 KB blob and a manifest,
+ * 3 rounds: peak 149 against 182 MB). Idle: about 2 MB.
  */
 export const SERVER_NODE_FLAGS: readonly string[] = ['--initial-old-space-size=64'];
 
