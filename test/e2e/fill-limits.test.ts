@@ -57,6 +57,9 @@ describe.skipIf(!requireTools(['docker-registry']))('a blob over fill.maxBlobByt
   it('answers HEAD of an uncached one as its GET: 403, no body, and nothing fetched', async () => {
     front!.reset();
     const head = await raw(blobUrl(mirror!, uncached), { method: 'HEAD' });
+    // The same through the upstream named by ?ns= (a second route to the same bytes).
+    const ns = await raw(`${blobUrl(mirror!, uncached)}?ns=registry.test`, { method: 'HEAD' });
+    expect([ns.status, ns.headers['x-mirror-cache']]).toEqual([403, 'MISS']);
     const get = await raw(blobUrl(mirror!, uncached));
     expect(get.status).toBe(403);
     expect(JSON.parse(get.body.toString()).errors[0]).toMatchObject({ code: 'DENIED', message: expect.stringMatching(/larger than this mirror fetches/) });
@@ -72,7 +75,7 @@ describe.skipIf(!requireTools(['docker-registry']))('a blob over fill.maxBlobByt
     expect(unknown.headers['content-type']).toBe(head.headers['content-type']);
 
     // The HEAD asked the upstream a HEAD; only the GET asked for the body, and it was refused on its headers.
-    expect(front!.count('HEAD', uncached.digest)).toBe(1);
+    expect(front!.count('HEAD', uncached.digest)).toBe(2);
     expect(front!.count('GET', uncached.digest)).toBe(1);
     expect(await mirror!.mirror.storage.blobs.stat(uncached.digest)).toBeUndefined();
   });

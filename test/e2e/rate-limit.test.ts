@@ -52,6 +52,9 @@ const refusing = (retryAfter: number): FrontBehaviour => ({
   }),
 });
 
+/** The mirror's /metrics, parsed. */
+const metricsOf = async (m: TestMirror) => parseMetrics((await raw(`${m.url}/metrics`)).body.toString());
+
 describe.skipIf(!requireTools(['docker-registry', 'skopeo']))('an upstream that rate limits', () => {
   let registry: RunningRegistry | undefined;
   let hubFront: CountingProxy | undefined;
@@ -64,7 +67,7 @@ describe.skipIf(!requireTools(['docker-registry', 'skopeo']))('an upstream that 
   const hub = dockerHub();
   const logLines: string[] = [];
 
-  const scrape = async () => parseMetrics((await raw(`${mirror!.url}/metrics`)).body.toString());
+  const scrape = () => metricsOf(mirror!);
   const gauge = (samples: ReturnType<typeof parseMetrics>, name: string, upstream: string) =>
     samples.find((s) => s.name === name && s.labels.upstream === upstream)?.value;
   const blobUrl = (name: string, digest: string) => `${mirror!.url}/v2/${name}/blobs/${digest}`;
@@ -205,7 +208,7 @@ describe.skipIf(!requireTools(['docker-registry', 'openssl']))('an upstream whos
   let app: Fixture;
   let other: Fixture;
 
-  const scrape = async () => parseMetrics((await raw(`${mirror!.url}/metrics`)).body.toString());
+  const scrape = () => metricsOf(mirror!);
   const backoffSeconds = async () => total(await scrape(), 'oci_mirror_upstream_ratelimit_backoff_seconds', { upstream: 'auth.test' });
 
   beforeAll(async () => {
@@ -242,13 +245,22 @@ describe.skipIf(!requireTools(['docker-registry', 'openssl']))('an upstream whos
     expect(registryFront!.count('*')).toBe(1);
     expect(tokenFront!.count('GET', '/token')).toBe(1);
 
-    // Another repository (a scope with no token yet), a blob: held off, nothing sent anywhere.
+    // Another repository (a scope with no token yet), a blob, the same through ?ns=, a tag list,
+    // and HEADs: held off, nothing sent anywhere.
     registryFront!.reset();
     tokenFront!.reset();
-    for (const url of [`${mirror!.url}/v2/team/other/blobs/${other.blobs[0]!.digest}`, manifest]) {
-      const held = await raw(url, { headers: ACCEPT });
-      expect(held.status).toBe(429);
-      expect(JSON.parse(held.body.toString()).errors[0].message).toMatch(/retry in \d+s/);
+    const otherBlob = `${mirror!.url}/v2/team/other/blobs/${other.blobs[0]!.digest}`;
+    for (const [url, method] of [
+      [otherBlob, 'GET'],
+      [`${otherBlob}?ns=auth.test`, 'GET'],
+      [manifest, 'GET'],
+      [`${mirror!.url}/v2/team/other/tags/list`, 'GET'],
+      [manifest, 'HEAD'],
+      [otherBlob, 'HEAD'],
+    ] as const) {
+      const held = await raw(url, { headers: ACCEPT, method });
+      expect(held.status, `${method} ${url}`).toBe(429);
+      if (method === 'GET') expect(JSON.parse(held.body.toString()).errors[0].message).toMatch(/retry in \d+s/);
       const wait = Number(held.headers['retry-after']);
       expect(wait).toBeGreaterThan(0);
       expect(wait).toBeLessThanOrEqual(5);
