@@ -8,6 +8,7 @@
  * The idle starts use the embedded default config (no file: 127.0.0.1:5000, ./data in a temp
  * dir) when port 5000 is free, and always the same config from a file on a free port (listen
  * and storage only), which is how a server really runs: that row also carries the YAML parser.
+ * Each start is node with the server's flags (src/node-flags.ts), as `npm start` runs it.
  * Quick and repeatable (about a minute), unlike `npm run bench`; Linux only (/proc).
  */
 import { spawn } from 'node:child_process';
