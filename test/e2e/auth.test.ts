@@ -13,7 +13,7 @@ import bcrypt from 'bcryptjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { raw } from '../helpers/http.js';
 import { pushMultiLayerImage, pushTinyImage, type Fixture } from '../helpers/images.js';
-import { startTestMirror, type TestMirror } from '../helpers/mirror.js';
+import { startTestMirror, storedSoon, type TestMirror } from '../helpers/mirror.js';
 import { terminateAll } from '../helpers/processes.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { requireTools, run, skopeoCopy, verifyDirPull } from '../helpers/tools.js';
@@ -79,7 +79,7 @@ describe.skipIf(!requireTools(['docker-registry', 'skopeo']))('a private upstrea
 
     it('lets skopeo pull with the registry credentials', async () => {
       await pull(mirror, 'alice:alice-pw');
-      expect(await mirror.mirror.storage.blobs.stat(image.blobs[0]!.digest)).toBeDefined();
+      await storedSoon(mirror.mirror.storage, image.blobs[0]!.digest);
     });
 
     it('lets a client log in to the mirror as it would to the registry (skopeo login)', async () => {

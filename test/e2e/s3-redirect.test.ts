@@ -8,11 +8,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { digestOf } from '../../src/digest.js';
 import { parseConfig } from '../../src/config.js';
 import { startServer, type MirrorServer } from '../../src/server.js';
 import { pushMultiLayerImage, type Fixture } from '../helpers/images.js';
+import { storedSoon } from '../helpers/mirror.js';
 import { terminateAll } from '../helpers/processes.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { S3RVER_CREDENTIALS, startS3, type RunningS3 } from '../helpers/s3.js';
@@ -82,9 +83,7 @@ describe.skipIf(!tools)('cached blob GETs redirected to presigned S3 URLs', () =
     await pull(redirecting, 'cold');
     expect(presignedGets).toEqual([]);
     const blobs = redirecting.mirror.storage.blobs;
-    await vi.waitFor(async () => {
-      for (const b of image.blobs) expect(await blobs.stat(b.digest)).toEqual({ size: b.size });
-    }, { timeout: 10_000 });
+    for (const b of image.blobs) expect(await storedSoon({ blobs }, b.digest)).toEqual({ size: b.size });
 
     // Warm: every blob (config and layers) is fetched from S3 by the URL the mirror handed out.
     await pull(redirecting, 'warm');

@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MirrorConfigInput } from '../../src/config.js';
 import { raw } from '../helpers/http.js';
 import { pushMultiLayerImage, pushTinyImage, type Fixture } from '../helpers/images.js';
-import { startTestMirror, type TestMirror } from '../helpers/mirror.js';
+import { startTestMirror, storedSoon, type TestMirror } from '../helpers/mirror.js';
 import { terminateAll } from '../helpers/processes.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { startTokenServer, type TokenRequest, type TokenServer } from '../helpers/token-server.js';
@@ -164,7 +164,7 @@ describe.skipIf(!requireTools(['docker-registry', 'skopeo', 'openssl'], 'apt-get
         }
         // One exchange for alice's scope, not one per blob.
         expect(seen).toHaveLength(1);
-        expect(await mirror.mirror.storage.blobs.stat(secret.blobs[0]!.digest)).toBeDefined();
+        await storedSoon(mirror.mirror.storage, secret.blobs[0]!.digest);
       });
 
       it('refuses the cached image to an anonymous client without asking anyone', async () => {

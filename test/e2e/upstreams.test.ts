@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startContainerd, type Containerd } from '../helpers/containerd.js';
 import { raw } from '../helpers/http.js';
 import { pushMultiLayerImage, pushTinyImage, type Fixture } from '../helpers/images.js';
-import { startTestMirror, type TestMirror } from '../helpers/mirror.js';
+import { startTestMirror, storedSoon, type TestMirror } from '../helpers/mirror.js';
 import { terminateAll } from '../helpers/processes.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { requireTools, skopeoCopy, verifyDirPull } from '../helpers/tools.js';
@@ -121,7 +121,7 @@ describe.skipIf(!requireTools(['docker-registry', 'containerd', 'ctr'], 'apt-get
       await containerd!.mirror('registry-b.test', 'http://127.0.0.1:9', mirror!.url);
       await containerd!.fetch(`registry-b.test/${image.ref}`);
       for (const blob of [image, ...image.blobs]) {
-        expect(await mirror!.mirror.storage.blobs.stat(blob.digest)).toMatchObject({ size: blob.size });
+        expect(await storedSoon(mirror!.mirror.storage, blob.digest)).toMatchObject({ size: blob.size });
       }
     });
   },

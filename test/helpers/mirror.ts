@@ -63,3 +63,18 @@ export async function startTestMirror(
     },
   });
 }
+
+/**
+ * What the store says of `digest` once it is there. A client has a fill's last byte once the
+ * digest checks; the commit (fsync, rename) may end a moment later, so a test that pulled and
+ * then looks in the store waits for it (bounded; a blob never stored fails the wait).
+ */
+export async function storedSoon(storage: Pick<Storage, 'blobs'>, digest: string, timeoutMs = 20_000): Promise<{ size: number }> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const info = await storage.blobs.stat(digest);
+    if (info) return info;
+    if (performance.now() > deadline) throw new Error(`${digest} was not stored within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
