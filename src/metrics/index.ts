@@ -8,6 +8,7 @@ import type { CacheResult, MirrorEvents } from '../events/index.js';
 import type { Fills } from '../fill/index.js';
 import type { RateLimitSnapshot } from '../upstream/rate-limit.js';
 import type { Upstream } from '../upstream/types.js';
+import { Tally } from './tally.js';
 
 /** What eviction knows about the store's contents. */
 export interface StorageStats {
@@ -53,11 +54,16 @@ export function createMetrics(mirror: MetricsSource, options: MetricsOptions = {
   const registers = [registry];
   if (options.processMetrics) collectDefaultMetrics({ register: registry });
 
-  const requests = new Counter({
+  // The counters every request moves are tallied and handed over when read (see tally.ts).
+  const requestTally = new Tally(['route', 'method', 'status']);
+  new Counter({
     name: 'oci_mirror_requests_total',
     help: 'Requests to /v2/, by route kind, method and response status.',
     labelNames: ['route', 'method', 'status'] as const,
     registers,
+    collect() {
+      requestTally.drain((labels, n) => this.inc(labels, n));
+    },
   });
   const requestDuration = new Histogram({
     name: 'oci_mirror_request_duration_seconds',
@@ -66,17 +72,25 @@ export function createMetrics(mirror: MetricsSource, options: MetricsOptions = {
     buckets: DURATION_BUCKETS,
     registers,
   });
-  const cache = new Counter({
+  const cacheTally = new Tally(['kind', 'result']);
+  new Counter({
     name: 'oci_mirror_cache_requests_total',
     help: 'Manifest, blob, tag list (tags) and referrers requests by cache outcome: HIT, MISS, JOIN (joined a fill in flight), REVALIDATED, STALE.',
     labelNames: ['kind', 'result'] as const,
     registers,
+    collect() {
+      cacheTally.drain((labels, n) => this.inc(labels, n));
+    },
   });
-  const served = new Counter({
+  const servedTally = new Tally(['kind', 'source']);
+  new Counter({
     name: 'oci_mirror_served_bytes_total',
     help: 'Body bytes of completed manifest and blob responses, by kind and source (cache: from storage; upstream: from a fetch).',
     labelNames: ['kind', 'source'] as const,
     registers,
+    collect() {
+      servedTally.drain((labels, n) => this.inc(labels, n));
+    },
   });
   const fetched = new Counter({
     name: 'oci_mirror_upstream_fetched_bytes_total',
@@ -180,19 +194,19 @@ export function createMetrics(mirror: MetricsSource, options: MetricsOptions = {
   const { events } = mirror;
   const unsubscribe = [
     events.on('request', (e) => {
-      requests.inc({ route: e.route, method: e.method, status: String(e.status) });
+      requestTally.add(1, e.route, e.method, String(e.status));
       requestDuration.observe({ route: e.route }, e.durationMs / 1000);
     }),
     events.on('cache', (e) => {
-      cache.inc({ kind: e.kind, result: e.result });
+      cacheTally.add(1, e.kind, e.result);
       // A manifest miss is one fetch of its bytes (blobs are counted by their fills).
       if (e.kind === 'manifest' && e.result === 'MISS' && e.size) fetched.inc({ kind: 'manifest' }, e.size);
     }),
     events.on('list', (e) => {
-      cache.inc({ kind: e.kind, result: e.result });
+      cacheTally.add(1, e.kind, e.result);
     }),
     events.on('served', (e) => {
-      if (e.bytes > 0) served.inc({ kind: e.kind, source: FROM_CACHE.has(e.result) ? 'cache' : 'upstream' }, e.bytes);
+      if (e.bytes > 0) servedTally.add(e.bytes, e.kind, FROM_CACHE.has(e.result) ? 'cache' : 'upstream');
     }),
     events.on('upstream', (e) => {
       upstreamRequests.inc({ upstream: e.upstream, method: e.method, status: e.status === undefined ? 'error' : String(e.status) });
