@@ -107,7 +107,7 @@ export function createUpstreams(
       proxy: u.proxy,
       tls: readUpstreamTls(u.tls, `upstreams[${u.name}].tls`),
       health: u.health,
-      rateLimit: { ...u.rateLimit, onBackoff },
+      rateLimit: { onBackoff, ...u.rateLimit },
     }),
   );
 }
@@ -141,7 +141,7 @@ function redirectFrom(config: MirrorConfig): BlobRedirectOptions | undefined {
   const redirect = blobRedirect(config.storage);
   if (!redirect) return undefined;
   const gated = new Set(config.upstreams.filter((u) => u.private || u.forwardCredentials).map((u) => u.name));
-  return { ...redirect, skip: (target) => gated.has(target.upstream.name) };
+  return { expiresIn: redirect.expiresIn, skip: (target) => gated.has(target.upstream.name) };
 }
 
 /** Upstreams by name, with the routing the config gives them (aliases, default); injected ones route by name, first is default. */
@@ -253,7 +253,16 @@ export function createMirror(config: MirrorConfig, options: MirrorOptions = {}):
   const mirror = async function mirror(ctx, next) {
     if (relayEndpoint && ctx.path.startsWith(FILLS_PATH)) return relayEndpoint(ctx, next);
     if (ctx.path !== '/v2' && !ctx.path.startsWith('/v2/')) return next();
-    onResponseEnd(ctx, (end) => events.emit('request', { route: ctx.state.oci?.kind ?? 'invalid', method: ctx.method, ...end }));
+    onResponseEnd(ctx, (end) =>
+      events.emit('request', {
+        route: ctx.state.oci?.kind ?? 'invalid',
+        method: ctx.method,
+        status: end.status,
+        bytes: end.bytes,
+        complete: end.complete,
+        durationMs: end.durationMs,
+      }),
+    );
     await ready;
     return chain(ctx, unhandled);
   } as Middleware;

@@ -5,7 +5,7 @@
  */
 import type { ParameterizedContext } from 'koa';
 import type { UpstreamTarget } from '../../src/state.js';
-import type { CacheResult, ContentKind, MirrorEvents } from '../../src/events/index.js';
+import type { CacheEvent, CacheResult, ContentKind, MirrorEvents } from '../../src/events/index.js';
 import { onResponseEnd } from './response-end.js';
 
 export interface CacheReport {
@@ -18,8 +18,33 @@ export interface CacheReport {
 
 export function reportCache(ctx: ParameterizedContext, events: MirrorEvents | undefined, report: CacheReport): void {
   if (!events) return;
-  const { target, ...rest } = report;
-  const event = { ...rest, upstream: target.upstream.name, repository: target.repository, method: ctx.method };
+  // Both events spelled out: an object rest (`{ target, ...rest }`) is a runtime call, and on node
+  // 20's V8 a spread followed by more properties (`{ ...event, status }`) takes a slow path that
+  // makes a new hidden class per object. Together they cost more than a quarter of the mirror's
+  // CPU per cached small blob, and tens of MB of heap under load (measured with wrk).
+  const event: CacheEvent = {
+    kind: report.kind,
+    result: report.result,
+    upstream: report.target.upstream.name,
+    repository: report.target.repository,
+    digest: report.digest,
+    method: ctx.method,
+    size: report.size,
+  };
   events.emit('cache', event);
-  onResponseEnd(ctx, (end) => events.emit('served', { ...event, ...end }));
+  onResponseEnd(ctx, (end) =>
+    events.emit('served', {
+      kind: event.kind,
+      result: event.result,
+      upstream: event.upstream,
+      repository: event.repository,
+      digest: event.digest,
+      method: event.method,
+      size: event.size,
+      status: end.status,
+      bytes: end.bytes,
+      complete: end.complete,
+      durationMs: end.durationMs,
+    }),
+  );
 }

@@ -19,14 +19,18 @@ export function observeUpstream(upstream: Upstream, events: MirrorEvents): Upstr
     },
     async request(req) {
       const started = performance.now();
-      const base = { upstream: upstream.name, method: req.method, repository: req.repository };
+      // Spelled out, not `{ ...base, status }`: see middleware/shared/report.ts.
+      const { name } = upstream;
       try {
         const res = await upstream.request(req);
-        events.emit('upstream', { ...base, status: res.status, durationMs: performance.now() - started });
+        events.emit('upstream', { upstream: name, method: req.method, repository: req.repository, status: res.status, durationMs: performance.now() - started });
         return res;
       } catch (err) {
         // Held off by a back-off: nothing was sent, so there is no upstream request to count.
-        if (!heldOff(err)) events.emit('upstream', { ...base, error: errorReason(err, req.signal), durationMs: performance.now() - started });
+        if (!heldOff(err)) {
+          const error = errorReason(err, req.signal);
+          events.emit('upstream', { upstream: name, method: req.method, repository: req.repository, error, durationMs: performance.now() - started });
+        }
         throw err;
       }
     },

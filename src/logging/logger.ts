@@ -22,7 +22,7 @@ export function createLogger({ level = process.env.LOG_LEVEL ?? 'info', destinat
   if (destination) return pino(options, destination);
   const wantPretty = format === 'pretty' || (format === undefined && process.env.LOG_FORMAT !== 'json' && process.stdout.isTTY === true);
   // Redaction runs before the transport's worker sees a line, so pretty output is redacted too.
-  if (wantPretty && prettyInstalled()) return pino({ ...options, transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l' } } });
+  if (wantPretty && prettyInstalled()) return pino({ transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l' } }, ...options });
   return pino(options);
 }
 
