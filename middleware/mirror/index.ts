@@ -250,6 +250,12 @@ export function createMirror(config: MirrorConfig, options: MirrorOptions = {}):
     // Every /v2/ route is claimed above; reaching here means a custom chain dropped one.
   };
 
+  // Once storage is ready, requests skip the await: a settled promise still costs a microtask each.
+  let isReady = false;
+  ready.then(
+    () => (isReady = true),
+    () => {},
+  );
   const mirror = async function mirror(ctx, next) {
     if (relayEndpoint && ctx.path.startsWith(FILLS_PATH)) return relayEndpoint(ctx, next);
     if (ctx.path !== '/v2' && !ctx.path.startsWith('/v2/')) return next();
@@ -263,7 +269,7 @@ export function createMirror(config: MirrorConfig, options: MirrorOptions = {}):
         durationMs: end.durationMs,
       }),
     );
-    await ready;
+    if (!isReady) await ready;
     return chain(ctx, unhandled);
   } as Middleware;
 

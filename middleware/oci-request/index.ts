@@ -17,6 +17,9 @@ export interface OciRequestOptions {
 
 const READ_METHODS = new Set(['GET', 'HEAD']);
 
+/** Only ever read. */
+const NO_QUERY = new URLSearchParams();
+
 const ROUTES: Array<{ re: RegExp; build: (m: RegExpExecArray, q: URLSearchParams) => OciRoute }> = [
   {
     re: /^\/v2\/(.+)\/manifests\/([^/]+)$/,
@@ -61,7 +64,8 @@ export const ociRequest = ({ maxPageSize = 10_000 }: OciRequestOptions = {}): Mi
     }
     if (path === '/v2/_catalog') throw new OciError('UNSUPPORTED', 'the catalog is not available on a mirror');
 
-    const query = new URLSearchParams(ctx.querystring);
+    // Most requests have no query: they share one empty set of parameters.
+    const query = ctx.querystring ? new URLSearchParams(ctx.querystring) : NO_QUERY;
     const tags = /^\/v2\/(.+)\/tags\/list$/.exec(path);
     if (tags) {
       requireRead(ctx.method);

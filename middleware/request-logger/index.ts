@@ -42,7 +42,7 @@ export const requestLogger = ({ logger, header = 'X-Request-Id', routine, truste
     ctx.state.reqId = reqId;
     // No child logger yet: most requests log only their access line, and a child costs more
     // than the line. `requestLog` makes one when something else is logged.
-    bases.set(ctx.state, logger);
+    (ctx.state as Based)[BASE] = logger;
     ctx.set(header, reqId);
     onResponseEnd(ctx, (end) => {
       const debug = end.status < 400 && routine?.(ctx);
@@ -75,8 +75,12 @@ export const requestLogger = ({ logger, header = 'X-Request-Id', routine, truste
   };
 };
 
-/** The logger `requestLogger` was given, per request, for the child made on demand. */
-const bases = new WeakMap<object, Logger>();
+/**
+ * The logger `requestLogger` was given, kept on the request's state for the child made on demand
+ * (a property, not a WeakMap entry: cheaper for the GC on every request).
+ */
+const BASE = Symbol('requestLogger');
+type Based = { [BASE]?: Logger };
 
 /** Loggers that already carry upstream and repository, so that they are bound once per request. */
 const targeted = new WeakSet<Logger>();
@@ -96,7 +100,7 @@ export function requestLog(ctx: ParameterizedContext, fallback: Logger): Logger 
   if (reqId === undefined) return log ?? fallback;
   const target = ctx.state.target;
   if (log && (!target || targeted.has(log))) return log;
-  const bound = (bases.get(ctx.state) ?? fallback).child(bindings(ctx, reqId));
+  const bound = ((ctx.state as Based)[BASE] ?? fallback).child(bindings(ctx, reqId));
   if (target) targeted.add(bound);
   ctx.state.log = bound;
   return bound;

@@ -15,44 +15,62 @@ export interface ResponseEnd {
   durationMs: number;
 }
 
-/**
- * One watch per response, however many observers. A server response always emits `close`, once
- * it has finished or once its connection went away first; listening for that one event is a
- * fraction of what `stream.finished` costs (half a dozen listeners and its own close bookkeeping),
- * which was measurable on every small request.
- */
-const watchers = new WeakMap<ServerResponse, Array<(complete: boolean) => void>>();
+/** What one response's observers share: one `close` listener, one start, one report. */
+interface Watch {
+  started: number;
+  callbacks: Array<(end: ResponseEnd) => void>;
+}
 
+/**
+ * Kept on the response itself rather than in a WeakMap: every small request registers three
+ * observers, and a property costs less than a WeakMap entry (which the GC must treat as an
+ * ephemeron) on a path this hot.
+ */
+const WATCH = Symbol('onResponseEnd');
+type Watched = ServerResponse & { [WATCH]?: Watch | undefined };
+
+/**
+ * Calls `callback` once the response has ended. `durationMs` is counted from the response's
+ * first observer on (the request logger, in the server), the same for every observer.
+ *
+ * A server response always emits `close`, once it has finished or once its connection went away
+ * first. Listening for that one event is a fraction of what `stream.finished` costs (half a dozen
+ * listeners and its own bookkeeping), which was measurable on every small request.
+ */
 export function onResponseEnd(ctx: ParameterizedContext, callback: (end: ResponseEnd) => void): void {
-  const started = performance.now();
-  const res: ServerResponse | undefined = ctx.res;
-  const report = (complete: boolean) =>
-    callback({
-      status: res?.statusCode ?? ctx.status,
-      complete,
-      bytes: complete ? bodyBytes(ctx) : 0,
-      durationMs: performance.now() - started,
-    });
+  const res = ctx.res as Watched | undefined;
   if (!res || typeof res.on !== 'function') {
-    queueMicrotask(() => report(true));
+    const started = performance.now();
+    queueMicrotask(() => callback(endOf(ctx, true, started)));
     return;
   }
-  let callbacks = watchers.get(res);
-  if (!callbacks) {
-    // Destroyed already: its `close` has been emitted or is on its way, too late to hear.
-    if (res.destroyed) {
-      process.nextTick(() => report(res.writableFinished));
-      return;
-    }
-    const list: Array<(complete: boolean) => void> = [];
-    watchers.set(res, (callbacks = list));
-    res.once('close', () => {
-      watchers.delete(res);
-      const complete = res.writableFinished;
-      for (const cb of list) cb(complete);
-    });
+  const watch = res[WATCH];
+  if (watch) {
+    watch.callbacks.push(callback);
+    return;
   }
-  callbacks.push(report);
+  const started = performance.now();
+  // Destroyed already: its `close` has been emitted or is on its way, too late to hear.
+  if (res.destroyed) {
+    process.nextTick(() => callback(endOf(ctx, res.writableFinished, started)));
+    return;
+  }
+  const callbacks = [callback];
+  res[WATCH] = { started, callbacks };
+  res.once('close', () => {
+    res[WATCH] = undefined;
+    const end = endOf(ctx, res.writableFinished, started);
+    for (const cb of callbacks) cb(end);
+  });
+}
+
+function endOf(ctx: ParameterizedContext, complete: boolean, started: number): ResponseEnd {
+  return {
+    status: ctx.res?.statusCode ?? ctx.status,
+    complete,
+    bytes: complete ? bodyBytes(ctx) : 0,
+    durationMs: performance.now() - started,
+  };
 }
 
 /**
