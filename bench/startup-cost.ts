@@ -3,7 +3,10 @@
  * couple of seconds after it first answered /healthz, with its anonymous/file split and V8's
  * own figures), and what each dependency costs to import, each in a fresh node process.
  *
- *   npm run bench:startup [-- --runs 5 --skip-imports --node-flags="--max-semi-space-size=2"]
+ *   npm run bench:startup [-- --runs 5 --skip-imports --idle-ms 2000 --node-flags="--max-semi-space-size=2"]
+ *
+ * `--idle-ms 30000` shows a mirror that has sat idle long enough for V8's memory reducer to run
+ * (it gives back the young generation that start-up grew, some 10 to 20 s after start).
  *
  * The idle starts use the embedded default config (no file: 127.0.0.1:5000, ./data in a temp
  * dir) when port 5000 is free, and always the same config from a file on a free port (listen
@@ -22,7 +25,6 @@ import { SERVER_NODE_FLAGS } from '../src/node-flags.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const CLI = join(ROOT, 'dist', 'src', 'cli.js');
-const IDLE_MS = 2_000;
 const READY_TIMEOUT_MS = 15_000;
 
 /** What every import row is measured against: node itself and the HTTP stack every server loads. */
@@ -93,14 +95,14 @@ async function waitHealthy(url: string, exited: () => string | undefined, output
 }
 
 /** One start of the CLI in `dir`: its idle figures. `config` undefined: the embedded default (port 5000). */
-async function idleOnce(dir: string, nodeFlags: string[], config: string | undefined, port: number): Promise<Figures> {
+async function idleOnce(dir: string, nodeFlags: string[], config: string | undefined, port: number, idleMs: number): Promise<Figures> {
   const out = join(dir, 'memory.json');
   await rm(out, { force: true });
   const args = [...SERVER_NODE_FLAGS, ...nodeFlags, '--require', join(dir, 'preload.cjs'), CLI, ...(config ? ['--config', config] : [])];
   const proc = spawnTracked(process.execPath, args, { cwd: dir, env: { ...process.env, LOG_LEVEL: 'warn', STARTUP_COST_OUT: out } });
   try {
     await waitHealthy(`http://127.0.0.1:${port}/healthz`, () => (proc.exit() ? describeExit(proc.exit()!) : undefined), () => proc.output());
-    await new Promise((r) => setTimeout(r, IDLE_MS));
+    await new Promise((r) => setTimeout(r, idleMs));
     const status = await readFile(`/proc/${proc.pid}/status`, 'utf8');
     proc.child.kill('SIGUSR2');
     let memory: NodeJS.MemoryUsage | undefined;
@@ -131,14 +133,14 @@ function printIdle(label: string, runs: Figures[]): void {
   console.log(`  V8 heap used ${mb(m((r) => r.heapUsed))} MB of ${mb(m((r) => r.heapTotal))} MB reserved, external ${mb(m((r) => r.external))} MB`);
 }
 
-async function idle(runs: number, nodeFlags: string[]): Promise<void> {
+async function idle(runs: number, nodeFlags: string[], idleMs: number): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'startup-cost-'));
   try {
     await writeFile(join(dir, 'preload.cjs'), PRELOAD);
-    const flags = nodeFlags.length ? ` with ${nodeFlags.join(' ')}` : '';
+    const flags = `${nodeFlags.length ? ` with ${nodeFlags.join(' ')}` : ''}, ${idleMs / 1000} s after it answered`;
     if (await portFree(5000)) {
       const results: Figures[] = [];
-      for (let i = 0; i < runs; i++) results.push(await idleOnce(dir, nodeFlags, undefined, 5000));
+      for (let i = 0; i < runs; i++) results.push(await idleOnce(dir, nodeFlags, undefined, 5000, idleMs));
       printIdle(`idle, default config (no file)${flags}:`, results);
     } else {
       console.log('idle, default config: skipped, port 5000 is taken');
@@ -148,7 +150,7 @@ async function idle(runs: number, nodeFlags: string[]): Promise<void> {
       const port = await freePort();
       const config = join(dir, 'mirror.yaml');
       await writeFile(config, `listen: 127.0.0.1:${port}\nstorage: { type: fs, path: ${join(dir, 'data')} }\n`);
-      results.push(await idleOnce(dir, nodeFlags, config, port));
+      results.push(await idleOnce(dir, nodeFlags, config, port, idleMs));
     }
     printIdle(`idle, the same config from a file${flags}:`, results);
   } finally {
@@ -204,6 +206,7 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '5' },
     'node-flags': { type: 'string', default: '' },
     'skip-imports': { type: 'boolean', default: false },
+    'idle-ms': { type: 'string', default: '2000' },
   },
 });
 const runs = Number(values.runs);
@@ -211,5 +214,5 @@ const nodeFlags = values['node-flags'].split(' ').filter(Boolean);
 await readFile(CLI).catch(() => {
   throw new Error(`${CLI} is missing: npm run build first`);
 });
-await idle(runs, nodeFlags);
+await idle(runs, nodeFlags, Number(values['idle-ms']));
 if (!values['skip-imports']) await imports(Math.min(runs, 3), nodeFlags);
