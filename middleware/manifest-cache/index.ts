@@ -48,7 +48,7 @@ function send(ctx: Parameters<Middleware>[0], { entry, body, cache }: ManifestRe
     return;
   }
   ctx.status = 200;
-  ctx.body = body;
+  // The type first: a body set without one makes koa look one up (and set the length, so no more is needed).
   ctx.set('Content-Type', entry.mediaType);
-  ctx.length = body.length;
+  ctx.body = body;
 }
