@@ -39,6 +39,7 @@ type Watched = ServerResponse & { [WATCH]?: Watch | undefined };
  */
 export function onResponseEnd(ctx: ParameterizedContext, callback: (end: ResponseEnd) => void): void {
   const res = ctx.res as Watched | undefined;
+  // A context without a real response (a unit test's mock) has nothing to wait for.
   if (!res || typeof res.on !== 'function') {
     const started = performance.now();
     queueMicrotask(() => callback(endOf(ctx, true, started)));
