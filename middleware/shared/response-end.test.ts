@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { request, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
 import Koa, { type Middleware } from 'koa';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -78,6 +78,36 @@ describe('onResponseEnd', () => {
     const [end] = await r.done;
     expect(end).toMatchObject({ status: 200, complete: false, bytes: 0 });
     body.destroy();
+  });
+
+  it('reports a pipelined request whose connection went away before its turn as not complete', async () => {
+    // Its response waits in node's queue without a socket and never emits `close`.
+    const r = reports(2);
+    const first = new PassThrough();
+    const url = new URL(
+      await serve(async (ctx) => {
+        onResponseEnd(ctx, r.add);
+        if (ctx.path === '/first') {
+          ctx.set('Content-Length', '100000');
+          ctx.body = first;
+          first.write(Buffer.alloc(1000));
+        } else {
+          ctx.body = 'second';
+        }
+      }),
+    );
+    const socket = connect(Number(url.port), url.hostname);
+    socket.on('error', () => {});
+    await once(socket, 'connect');
+    socket.write('GET /first HTTP/1.1\r\nHost: x\r\n\r\nGET /second HTTP/1.1\r\nHost: x\r\n\r\n');
+    await once(socket, 'data');
+    socket.destroy();
+    const all = await r.done;
+    expect(all.map((e) => [e.complete, e.bytes])).toEqual([
+      [false, 0],
+      [false, 0],
+    ]);
+    first.destroy();
   });
 
   it('reports an observer that came after the response had closed, on the next tick', async () => {

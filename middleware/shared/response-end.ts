@@ -45,9 +45,9 @@ export function onResponseEnd(ctx: ParameterizedContext, callback: (end: Respons
     queueMicrotask(() => callback(endOf(ctx, true, started)));
     return;
   }
-  const watch = res[WATCH];
-  if (watch) {
-    watch.callbacks.push(callback);
+  const watching = res[WATCH];
+  if (watching) {
+    watching.callbacks.push(callback);
     return;
   }
   const started = performance.now();
@@ -56,12 +56,20 @@ export function onResponseEnd(ctx: ParameterizedContext, callback: (end: Respons
     process.nextTick(() => callback(endOf(ctx, res.writableFinished, started)));
     return;
   }
-  const callbacks = [callback];
-  res[WATCH] = { started, callbacks };
-  res.once('close', () => {
+  const watch: Watch = { started, callbacks: [callback] };
+  res[WATCH] = watch;
+  const report = (complete: boolean) => {
+    if (res[WATCH] !== watch) return;
     res[WATCH] = undefined;
-    const end = endOf(ctx, res.writableFinished, started);
-    for (const cb of callbacks) cb(end);
+    const end = endOf(ctx, complete, started);
+    for (const cb of watch.callbacks) cb(end);
+  };
+  res.once('close', () => report(res.writableFinished));
+  // A pipelined request whose connection went away before its turn: its response never got a
+  // socket and never emits `close`, but its request does. Unreported, an eviction pin on what it
+  // was about to serve would stay until a restart.
+  ctx.req?.once?.('close', () => {
+    if (!res.socket && !res.writableFinished) report(false);
   });
 }
 
