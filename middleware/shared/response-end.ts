@@ -65,12 +65,15 @@ export function onResponseEnd(ctx: ParameterizedContext, callback: (end: Respons
     for (const cb of watch.callbacks) cb(end);
   };
   res.once('close', () => report(res.writableFinished));
-  // A pipelined request whose connection went away before its turn: its response never got a
-  // socket and never emits `close`, but its request does. Unreported, an eviction pin on what it
-  // was about to serve would stay until a restart.
-  ctx.req?.once?.('close', () => {
-    if (!res.socket && !res.writableFinished) report(false);
-  });
+  // A pipelined request queued behind another has no socket yet. Should its connection go away
+  // before its turn, its response never emits `close`, but its request does; unreported, an
+  // eviction pin on what it was about to serve would stay until a restart. Only such a request
+  // gets the second listener: every other one has its socket from the start.
+  if (!res.socket) {
+    ctx.req?.once?.('close', () => {
+      if (!res.socket && !res.writableFinished) report(false);
+    });
+  }
 }
 
 function endOf(ctx: ParameterizedContext, complete: boolean, started: number): ResponseEnd {
