@@ -25,6 +25,18 @@ export async function readCapped(body: Readable, max: number, what = 'response')
 /** Discards a body we do not need, so the connection goes back to the pool. */
 export { discard } from './upstream/body.js';
 
+/**
+ * True when an `Accept` header lists `type` itself, without parameters: quality 1, which no other
+ * entry can lower (a negotiation keeps the highest quality given for a type). The usual manifest
+ * request lists the types it takes that way; anything else (wildcards, qualities, `q=0`) is for
+ * a full negotiation, which cost 2.3 µs of a cached manifest's 77 (CPU profile under wrk).
+ */
+export function listsType(accept: string, type: string): boolean {
+  if (accept === type) return true;
+  if (!accept.includes(type)) return false;
+  return accept.split(',').some((t) => t.trim() === type);
+}
+
 /** True when an `If-None-Match` header names this ETag (or `*`). */
 export function matchesEtag(ifNoneMatch: string | undefined, etag: string): boolean {
   if (!ifNoneMatch) return false;

@@ -147,6 +147,21 @@ describe('manifest cache', () => {
     const ok = await raw(manifestUrl('multi'), { headers: { Accept: `${DOCKER_MANIFEST}, ${OCI_INDEX}` } });
     expect(ok.status).toBe(200);
     expect(ok.headers['content-type']).toBe(OCI_INDEX);
+    // Listed plainly (the fast path), or negotiated: wildcards, qualities, exclusions.
+    const cases: Array<[string, number]> = [
+      [OCI_INDEX, 200],
+      ['application/*', 200],
+      [`${DOCKER_MANIFEST}, */*;q=0.1`, 200],
+      [`${OCI_INDEX};q=0.5, ${DOCKER_MANIFEST}`, 200],
+      [`${OCI_INDEX};q=0`, 404],
+      [`${OCI_INDEX};q=0, */*`, 404],
+      [`${OCI_INDEX}, ${OCI_INDEX};q=0`, 200],
+      [`${OCI_INDEX}x`, 404],
+    ];
+    for (const [accept, status] of cases) {
+      const r = await raw(manifestUrl('multi'), { headers: { Accept: accept } });
+      expect([accept, r.status]).toEqual([accept, status]);
+    }
   });
 
   it('shares one upstream fetch between concurrent misses', async () => {

@@ -6,7 +6,7 @@ import type { Middleware } from 'koa';
 import { OciError } from '../../src/errors.js';
 import type { MirrorEvents } from '../../src/events/index.js';
 import { reportCache } from '../shared/report.js';
-import { matchesEtag } from '../../src/http.js';
+import { listsType, matchesEtag } from '../../src/http.js';
 import '../shared/state.js';
 import { requireTarget } from '../upstream-select/index.js';
 import { ManifestCache, type ManifestCacheOptions, type ManifestResult } from '../../src/manifests/cache.js';
@@ -35,7 +35,8 @@ export const manifestCache = (options: ManifestCacheMiddlewareOptions): Middlewa
 
 function send(ctx: Parameters<Middleware>[0], { entry, body, cache }: ManifestResult): void {
   // The spec: a manifest whose type the client did not ask for is unknown to that client.
-  if (ctx.get('Accept') && !ctx.accepts(entry.mediaType)) {
+  const accept = ctx.get('Accept');
+  if (accept && !listsType(accept, entry.mediaType) && !ctx.accepts(entry.mediaType)) {
     throw new OciError('MANIFEST_UNKNOWN', `manifest is ${entry.mediaType}, which the request does not accept`);
   }
   const etag = `"${entry.digest}"`;
