@@ -7,8 +7,10 @@ describe('withServerFlags', () => {
   });
 
   it("leaves a flag the operator gave as it is, in either of V8's spellings", () => {
-    expect(withServerFlags(['--initial-old-space-size=128'])).toEqual(['--initial-old-space-size=128']);
-    expect(withServerFlags(['--initial_old_space_size=32'])).toEqual(['--initial_old_space_size=32']);
+    const others = SERVER_NODE_FLAGS.filter((f) => !f.startsWith('--initial-old-space-size='));
+    expect(withServerFlags(['--initial-old-space-size=128'])).toEqual(['--initial-old-space-size=128', ...others]);
+    expect(withServerFlags(['--initial_old_space_size=32'])).toEqual(['--initial_old_space_size=32', ...others]);
+    expect(withServerFlags(['--max_semi_space_size=16', '--initial-old-space-size=8'])).toEqual(['--max_semi_space_size=16', '--initial-old-space-size=8']);
   });
 });
 
