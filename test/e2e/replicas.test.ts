@@ -2,8 +2,9 @@
  * Mirror replicas over one S3 bucket (s3rver) and one Redis (redis-server), in front of a fake
  * upstream that counts GETs: what one replica cached the other serves; concurrent cold pulls
  * across both cause one upstream GET and one upload; a holder killed mid-fill (a child
- * process, SIGKILL) leaves the blob to the survivor, landed once and verified; and a tag one
- * replica revalidated is seen by the other.
+ * process, SIGKILL) leaves the blob to the survivor, landed once and verified; a replica that
+ * saw nothing answers HEAD of a blob over its `fill.maxBlobBytes` as another answered the GET;
+ * and a tag one replica revalidated is seen by the other.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';

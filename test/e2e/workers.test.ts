@@ -7,7 +7,8 @@
  * the whole blob, and the killed worker's spool is removed once none of its fills can be alive
  * while a live fill's stays; SIGTERM stops the workers with the primary. A worker's relay socket serves
  * the relay alone; a worker that cannot listen ends the start; eviction takes its turns through
- * the primary. `workers: 1` is one process, and `--workers` refuses storage private to one.
+ * the primary; every worker refuses a blob over `fill.maxBlobBytes` to HEAD and GET alike.
+ * `workers: 1` is one process, and `--workers` refuses storage private to one.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { request } from 'node:http';
