@@ -2,8 +2,9 @@
  * Mirror replicas over one S3 bucket (s3rver) and one Redis (redis-server), in front of a fake
  * upstream that counts GETs: what one replica cached the other serves; concurrent cold pulls
  * across both cause one upstream GET and one upload; a holder killed mid-fill (a child
- * process, SIGKILL) leaves the blob to the survivor, landed once and verified; and a tag one
- * replica revalidated is seen by the other.
+ * process, SIGKILL) leaves the blob to the survivor, landed once and verified; a replica that
+ * saw nothing answers HEAD of a blob over its `fill.maxBlobBytes` as another answered the GET;
+ * and a tag one replica revalidated is seen by the other.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -46,7 +47,7 @@ describe.skipIf(!redisInstalled)('mirror replicas on one S3 bucket and one Redis
   /** Upload starts (PutObject or CreateMultipartUpload) per blob key seen by S3. */
   const uploads = new Map<string, number>();
 
-  const config = async (port: number): Promise<MirrorConfigInput> => ({
+  const config = async (port: number, fill: MirrorConfigInput['fill'] = {}): Promise<MirrorConfigInput> => ({
     listen: `127.0.0.1:${port}`,
     storage: {
       blobs: { type: 's3', bucket: s3!.bucket, prefix: 'replicas', endpoint: s3!.endpoint, forcePathStyle: true, ...S3RVER_CREDENTIALS },
@@ -57,13 +58,14 @@ describe.skipIf(!redisInstalled)('mirror replicas on one S3 bucket and one Redis
       { name: 'other.test', url: other!.url, timeouts: { connect: '2s', headers: '5s', body: '5s' } },
     ],
     cache: { tagTtl: `${TAG_TTL_MS}ms` },
-    fill: { spoolDir: join(work, `spool-${port}`) },
+    fill: { spoolDir: join(work, `spool-${port}`), ...fill },
     shutdownGrace: '1s',
     replication: { redis: redis!.url, advertise: `http://127.0.0.1:${port}`, secret: SECRET },
   });
 
-  const startReplica = async (): Promise<MirrorServer> => {
-    const server = await startServer(parseConfig(await config(await freePort())), { logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }) });
+  /** `fill`: limits of this replica's own, over the same store as the others. */
+  const startReplica = async (fill?: MirrorConfigInput['fill']): Promise<MirrorServer> => {
+    const server = await startServer(parseConfig(await config(await freePort(), fill)), { logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }) });
     servers.push(server);
     return server;
   };
@@ -232,6 +234,46 @@ describe.skipIf(!redisInstalled)('mirror replicas on one S3 bucket and one Redis
     expect(digestOf(await stored(digest) ?? Buffer.alloc(0))).toBe(sha256(data));
     expect(upstream!.count('GET', `/blobs/${digest}`)).toBe(2);
     expect(uploadsOf(digest)).toBe(1);
+  });
+
+  it('answers HEAD of a blob over fill.maxBlobBytes on a replica that saw nothing as the other answered its GET: 403, nothing fetched', async () => {
+    // Two replicas with a low limit, over the store A and B fill without one.
+    const [c, d] = [await startReplica({ maxBlobBytes: 64 * 1024 }), await startReplica({ maxBlobBytes: 64 * 1024 })];
+    const over = randomBytes(4 * MiB);
+    const overDigest = upstream!.addBlob(over);
+    const gets = () => upstream!.count('GET', `/blobs/${overDigest}`);
+
+    // No replica holds or fills it: C's HEAD asks the upstream a HEAD, and nobody the body.
+    const asked = await raw(blobUrl(c, overDigest), { method: 'HEAD' });
+    expect([asked.status, asked.body.length]).toEqual([403, 0]);
+    expect(gets()).toBe(0);
+    const get = await raw(blobUrl(c, overDigest));
+    expect(get.status).toBe(403);
+    expect(JSON.parse(get.body.toString()).errors[0]).toMatchObject({ code: 'DENIED', message: expect.stringMatching(/larger than this mirror fetches/) });
+    // Refused on the upstream's headers.
+    expect(gets()).toBe(1);
+
+    // D saw none of that, and C holds nothing: D's HEAD, by the route and by ?ns=, is C's GET without its body.
+    for (const url of [blobUrl(d, overDigest), `${blobUrl(d, overDigest)}?ns=registry.test`]) {
+      const head = await raw(url, { method: 'HEAD' });
+      expect([head.status, head.body.length], url).toEqual([403, 0]);
+      for (const name of ['content-type', 'content-length', 'docker-content-digest', 'x-mirror-cache']) expect(head.headers[name], name).toBe(get.headers[name]);
+    }
+    expect(gets()).toBe(1);
+    expect(await a.mirror.storage.blobs.stat(overDigest)).toBeUndefined();
+
+    // What A stored without the limit, the limited replicas serve from the store, to HEAD and GET.
+    const kept = randomBytes(MiB);
+    const keptDigest = upstream!.addBlob(kept);
+    expect((await raw(blobUrl(a, keptDigest))).body.equals(kept)).toBe(true);
+    await waitFor(async () => (await stored(keptDigest))?.equals(kept) ?? false, 10_000, 'the blob to land in S3');
+    for (const r of [c, d]) {
+      const head = await raw(blobUrl(r, keptDigest), { method: 'HEAD' });
+      expect([head.status, head.headers['content-length'], head.headers['x-mirror-cache']]).toEqual([200, String(kept.length), 'HIT']);
+      const hit = await raw(blobUrl(r, keptDigest));
+      expect([hit.status, hit.headers['x-mirror-cache'], hit.body.equals(kept)]).toEqual([200, 'HIT', true]);
+    }
+    expect(upstream!.count('GET', `/blobs/${keptDigest}`)).toBe(1);
   });
 
   it('sees on B a tag that A revalidated', async () => {

@@ -7,7 +7,8 @@
  * the whole blob, and the killed worker's spool is removed once none of its fills can be alive
  * while a live fill's stays; SIGTERM stops the workers with the primary. A worker's relay socket serves
  * the relay alone; a worker that cannot listen ends the start; eviction takes its turns through
- * the primary. `workers: 1` is one process, and `--workers` refuses storage private to one.
+ * the primary; every worker refuses a blob over `fill.maxBlobBytes` to HEAD and GET alike.
+ * `workers: 1` is one process, and `--workers` refuses storage private to one.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { request } from 'node:http';
@@ -95,9 +96,10 @@ describe('workers: several processes on one port', () => {
   let work: string;
   let mirror: RunningMirror;
 
-  const start = async (config: Partial<MirrorConfigInput>, args: string[] = []): Promise<RunningMirror> => {
+  /** `reuse`: an earlier mirror's data directory, as a restart over the same storage would find it. */
+  const start = async (config: Partial<MirrorConfigInput>, args: string[] = [], reuse?: string): Promise<RunningMirror> => {
     const port = await freePort();
-    const dataDir = await mkdtemp(join(work, 'data-'));
+    const dataDir = reuse ?? (await mkdtemp(join(work, 'data-')));
     const path = join(work, `mirror-${port}.yaml`);
     const full: MirrorConfigInput = {
       listen: `127.0.0.1:${port}`,
@@ -358,6 +360,68 @@ describe('workers: several processes on one port', () => {
     expect(turns.length).toBeGreaterThan(0);
     expect(await terminate(evicting.proc, 15_000)).toEqual({ code: 0, signal: null });
   });
+
+  it('a blob over fill.maxBlobBytes: every worker answers its HEAD and GET 403, fetching nothing; one stored before the limit was lowered, 200', async () => {
+    const limit = 64 * 1024;
+    const kept = randomBytes(256 * 1024);
+    const keptDigest = upstream.addBlob(kept);
+    // Large enough that a mirror which stops at the headers leaves the upstream's body unsent.
+    const over = randomBytes(16 * MiB);
+    const overDigest = upstream.addBlob(over);
+    // Stored under the default limit; then the mirror restarts over the same data with a low one.
+    const before = await start({ workers: 1 });
+    await listening(before, 'mirror listening');
+    expect(sha256((await raw(`${before.url}/v2/team/app/blobs/${keptDigest}`)).body)).toBe(keptDigest);
+    await waitFor(async () => (await readFile(storedFile(before.dataDir, keptDigest)).catch(() => undefined)) !== undefined, 10_000, 'the blob on disk');
+    expect(await terminate(before.proc, 15_000)).toEqual({ code: 0, signal: null });
+    const limited = await start({ workers: 2, fill: { maxBlobBytes: limit } }, [], before.dataDir);
+    await listening(limited, 'workers listening');
+    const url = (digest: string) => `${limited.url}/v2/team/app/blobs/${digest}`;
+    /** The pids of the workers whose access lines say they answered `method` of `digest` with `status`. */
+    const answeredBy = (method: string, digest: string, status: number) =>
+      new Set(limited.lines().filter((l) => l.msg === 'request' && l.method === method && l.status === status && String(l.path).endsWith(digest)).map((l) => l.pid));
+    const bothAnswered = async (method: string, digest: string, status: number) => {
+      // A worker writes its access line as the response ends, and the pipe brings it a moment later.
+      await waitFor(() => answeredBy(method, digest, status).size === 2, 10_000, `${method} lines from both workers`).catch(() => undefined);
+      expect([...answeredBy(method, digest, status)].sort(), `the workers that answered ${method} ${status}`).toEqual(workerPids(limited).sort());
+    };
+
+    // Eight of each, one connection each: the primary hands them out in turn, to both workers.
+    for (let i = 0; i < 8; i++) {
+      const head = await raw(url(overDigest), { method: 'HEAD' });
+      expect([head.status, head.body.length, head.headers['x-mirror-cache']]).toEqual([403, 0, 'MISS']);
+    }
+    await bothAnswered('HEAD', overDigest, 403);
+    // A HEAD asks the upstream a HEAD, never for the body.
+    expect(upstream.count('GET', `/blobs/${overDigest}`)).toBe(0);
+    expect(upstream.count('HEAD', `/blobs/${overDigest}`)).toBe(8);
+    for (let i = 0; i < 8; i++) {
+      const get = await raw(url(overDigest));
+      expect(get.status).toBe(403);
+      expect(JSON.parse(get.body.toString()).errors[0]).toMatchObject({ code: 'DENIED', message: expect.stringMatching(/larger than this mirror fetches/) });
+    }
+    await bothAnswered('GET', overDigest, 403);
+    // A GET learns the size from the upstream's answer: one GET each, refused on its
+    // headers, the connection dropped before the body's end; nothing kept.
+    expect(upstream.count('GET', `/blobs/${overDigest}`)).toBe(8);
+    expect(upstream.bodies.get(overDigest)?.cut).toBe(true);
+    expect(await readFile(storedFile(limited.dataDir, overDigest)).catch(() => undefined)).toBeUndefined();
+
+    // The blob stored before is served from disk by every worker, to HEAD and GET (eight HEADs,
+    // then eight GETs: alternated, the turns would give every HEAD to one worker).
+    for (let i = 0; i < 8; i++) {
+      const head = await raw(url(keptDigest), { method: 'HEAD' });
+      expect([head.status, head.headers['content-length'], head.headers['x-mirror-cache']]).toEqual([200, String(kept.length), 'HIT']);
+    }
+    for (let i = 0; i < 8; i++) {
+      const get = await raw(url(keptDigest));
+      expect([get.status, get.headers['x-mirror-cache'], sha256(get.body)]).toEqual([200, 'HIT', keptDigest]);
+    }
+    await bothAnswered('HEAD', keptDigest, 200);
+    await bothAnswered('GET', keptDigest, 200);
+    expect(upstream.count('GET', `/blobs/${keptDigest}`)).toBe(1);
+    expect(await terminate(limited.proc, 15_000)).toEqual({ code: 0, signal: null });
+  }, 150_000);
 
   it('workers: 1 is one process, as before', async () => {
     const single = await start({ workers: 1 });

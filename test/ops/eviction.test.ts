@@ -1,5 +1,8 @@
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { describe, expect, it, vi } from 'vitest';
+import type { ServedEvent } from '../../src/events/index.js';
 import { ACCESS_PREFIX } from '../../src/eviction/index.js';
 import type { Storage } from '../../src/storage.js';
 import { raw, waitFor } from '../helpers/http.js';
@@ -130,6 +133,46 @@ describe('eviction', () => {
     await sleep(400);
     expect(await m.mirror.eviction!.run()).toMatchObject({ evicted: 1 });
     expect(await stored(m, big)).toBe(false);
+  });
+
+  it('releases the pin of a pipelined request whose connection went away before its turn', async () => {
+    // A request queued behind another on one connection is served (and pinned) before it has a
+    // socket; should the connection go away first, only its request's close tells. Access times
+    // on a clock of the test's own, as above: what is unpinned expires the moment the test says.
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const big = ops.upstream.addBlob(randomBytes(16 * 1024 * 1024));
+      const queued = ops.upstream.addBlob(randomBytes(100 * KB));
+      const m = await ops.mirror({ cache: { ttl: '1h', ...EVICTION } });
+      for (const d of [big, queued]) expect((await raw(`${m.url}/v2/team/app/blobs/${d}`)).status).toBe(200);
+      await waitFor(() => m.mirror.fills.size === 0);
+      const cached = new Set<string>();
+      const served: ServedEvent[] = [];
+      m.mirror.events.on('cache', (e) => cached.add(e.digest));
+      m.mirror.events.on('served', (e) => served.push(e));
+
+      const { hostname, port } = new URL(m.url);
+      const socket = connect(Number(port), hostname);
+      socket.on('error', () => {});
+      await once(socket, 'connect');
+      socket.write(`GET /v2/team/app/blobs/${big} HTTP/1.1\r\nHost: x\r\n\r\nGET /v2/team/app/blobs/${queued} HTTP/1.1\r\nHost: x\r\n\r\n`);
+      // The first is being answered (16 MiB: more than the socket takes while nobody reads), and
+      // the second has been looked up, and pinned, behind it.
+      await once(socket, 'data');
+      await waitFor(() => cached.has(queued), 10_000, 'the queued request to be answered from the cache');
+      socket.destroy();
+      // Its end, reported: a wait with a bound, whose failure the eviction below tells better.
+      await waitFor(() => served.some((e) => e.digest === queued), 10_000).catch(() => undefined);
+
+      vi.advanceTimersByTime(2 * 3_600_000);
+      // Both expired and neither is being served: both go.
+      await m.mirror.eviction!.run();
+      expect(await stored(m, queued), 'the queued blob kept: its pin was not released').toBe(false);
+      expect(await stored(m, big)).toBe(false);
+      expect(served.find((e) => e.digest === queued)).toMatchObject({ status: 200, complete: false, bytes: 0 });
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('measures the ttl from the last access: a hit refreshes it', async () => {
