@@ -7,18 +7,18 @@ import { bufferShare, ResponseLink } from './direct-body.js';
 const MiB = 1024 * 1024;
 
 describe('bufferShare', () => {
-  it('gives few bodies large buffers and many bodies small ones, each share within 16 MiB', () => {
+  it('gives few bodies large buffers and many bodies small ones, each share within 8 MiB', () => {
     expect(bufferShare(1, 4 * MiB)).toBe(4 * MiB);
-    expect(bufferShare(2, 4 * MiB)).toBe(4 * MiB);
-    expect(bufferShare(4, 4 * MiB)).toBe(2 * MiB);
-    expect(bufferShare(10, 4 * MiB)).toBe(768 * 1024);
-    for (const n of [1, 3, 10, 50, 128]) expect(2 * n * bufferShare(n, 4 * MiB)).toBeLessThanOrEqual(16 * MiB);
+    expect(bufferShare(2, 4 * MiB)).toBe(2 * MiB);
+    expect(bufferShare(4, 4 * MiB)).toBe(MiB);
+    expect(bufferShare(10, 4 * MiB)).toBe(384 * 1024);
+    for (const n of [1, 3, 10, 50, 64]) expect(2 * n * bufferShare(n, 4 * MiB)).toBeLessThanOrEqual(8 * MiB);
   });
 
-  it('adds up, for bodies that start one after another, to what the README says: 38.5 MiB for ten, about 69 for a hundred', () => {
+  it('adds up, for bodies that start one after another, to what the README says: 23 MiB for ten, about 40 for a hundred', () => {
     const held = (n: number) => Array.from({ length: n }, (_, i) => 2 * bufferShare(i + 1, 4 * MiB)).reduce((a, b) => a + b, 0);
-    expect(held(10)).toBe(38.5 * MiB);
-    expect(held(100)).toBe(69.125 * MiB);
+    expect(held(10)).toBe(23.125 * MiB);
+    expect(held(100)).toBe(39.5 * MiB);
   });
 
   it('never goes below 64 KiB nor above what the body asks for', () => {

@@ -11,12 +11,14 @@ import { Readable, type Writable } from 'node:stream';
 
 /**
  * What the direct bodies sending share out, by their number at each one's start: ten that start
- * one after another hold 38.5 MiB (the first two 4 MiB each, the tenth 768 KiB), a hundred
- * about 69 MiB, and past that each adds its two MIN_BUFFERs. A hard cap at this budget was tried:
- * it left every body after the second at MIN_BUFFER, and ten warm clients at two thirds of the
- * throughput for 21 MB less peak RSS.
+ * one after another hold 23 MiB (the first two buffers of 4 MiB, the second body's of 2, the
+ * tenth's of 384 KiB), a hundred about 40 MiB, and past that each adds its two MIN_BUFFERs. The
+ * smallest budget that still gives a lone body 4 MiB: 16 MiB gave ten warm clients the same
+ * throughput and CPU for 17 MB more peak RSS (126 against 109 MB, 4 pairs). A hard cap at the
+ * budget was tried: it left every body after the second at MIN_BUFFER, and ten warm clients at
+ * two thirds of the throughput.
  */
-const BUFFER_BUDGET = 16 * 1024 * 1024;
+const BUFFER_BUDGET = 8 * 1024 * 1024;
 /** The smallest buffer a direct body is given, however many there are: one socket read's worth. */
 const MIN_BUFFER = 64 * 1024;
 /** Direct bodies sending now, in this process. */
