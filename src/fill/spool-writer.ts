@@ -9,7 +9,8 @@ import type { FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import type { SizeCheck } from '../digest.js';
 
-const HIGH_WATER_MARK = 4 * 1024 * 1024;
+/** The bound on what waits for the spool, in memory; its size is measured with fill.ts's RECENT_WINDOW. */
+const HIGH_WATER_MARK = 2 * 1024 * 1024;
 
 export class SpoolWriter extends Writable {
   constructor(
