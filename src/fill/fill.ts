@@ -342,14 +342,13 @@ interface RunState {
 }
 
 /**
- * How much of the newest data a fill keeps in memory for the readers that follow it live. With
- * the spool writer's high-water mark (spool-writer.ts), 2 MiB each measured better than 4 and 1
- * (paired cold pulls of 512 MiB): against 4, one client 441 -> 524 MB/s at 2.96 -> 2.63 CPU s/GB
- * (4 pairs), ten clients peak RSS 157 -> 135 MB (3 pairs); against 1, one client 473 -> 523 MB/s.
- * Likely reasons, not measured apart: fewer bytes in flight are written and hashed while still in
- * the CPU's cache, and fewer socket buffers live long enough to reach V8's old generation.
+ * How much of the newest data a fill keeps in memory for the readers that follow it live. 2 MiB
+ * was tried with the spool writer's 2 MiB (spool-writer.ts): one client 3 % less CPU and 8 MB
+ * less peak, but 300 clients on one cold blob fell behind it and read the spool instead, each
+ * with buffers of its own: peak RSS 211-217 against 150-154 MB, 1,300-1,500 against 3,400-4,500
+ * MB/s (3 runs each).
  */
-const RECENT_WINDOW = 2 * 1024 * 1024;
+const RECENT_WINDOW = 4 * 1024 * 1024;
 
 /** `promise`, or the signal's reason once it aborts first. */
 function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
