@@ -1,7 +1,7 @@
 /**
  * The node flags a mirror's server process runs with: `npm start`, deploy/systemd and the
  * cluster's workers pass them (test/deploy.test.ts keeps the first two in step with this list),
- * and so does `npm run bench`. V8 reads them once, at start, and node refuses them in
+ * and so does `npm run bench`. V8 reads them once, at start, and node refuses the first in
  * NODE_OPTIONS: they go on node's command line. `oci-mirror` run as a bare command runs without
  * them, correctly, only with more GC work on a cold pull and more memory.
  *
@@ -18,12 +18,11 @@
  *
  * `--max-semi-space-size=4`: a young generation of 2 × 4 MB instead of V8's 2 × 16. Those socket
  * buffers die young, and each young collection frees them: a quarter of the room is a quarter
- * of the garbage between collections. Measured in pairs against the default: ten clients on a cold
- * 512 MiB blob, peak RSS 166 against 146 MB (3 pairs, 10-client CPU the same, 0.52 s/GB); one
- * client 175 against 160 MB, at 2.83 against 3.05 CPU s/GB (4 pairs); idle 84.5 against 78.2 MB.
- * The price is CPU on small requests, which leave more in the young generation when it fills:
- * wrk on a cached 4 KB blob 76 against 80 µs a request, a manifest 69 against 71 (5 rounds,
- * `bench/flags-ab.ts`). 8 MB gave none of the peak back; 2 MB no more than 4 and costs 9 %.
+ * of the garbage between collections. Measured in pairs, V8's default -> this: ten clients on a
+ * cold 512 MiB blob, peak RSS 166 -> 146 MB at the same CPU, 0.52 s/GB (3 pairs); one client
+ * 175 -> 160 MB, 3.05 -> 2.83 CPU s/GB (4 pairs); idle 84.5 -> 78.2 MB. The price is CPU on
+ * small requests: wrk on a cached 4 KB blob 76 -> 80 µs a request, a manifest 69 -> 71 (5
+ * rounds, `bench/flags-ab.ts`). 8 MB gave none of the peak back; 2 MB no more than 4 and costs 9 %.
  */
 export const SERVER_NODE_FLAGS: readonly string[] = ['--initial-old-space-size=64', '--max-semi-space-size=4'];
 
