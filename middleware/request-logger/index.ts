@@ -65,7 +65,7 @@ export const requestLogger = ({ logger, header = 'X-Request-Id', routine, truste
         userAgent: ctx.get('User-Agent').slice(0, MAX_USER_AGENT) || undefined,
       };
       // The same fields, in the same order, as a child bound with them would write. Assigned, not
-      // spread: a spread followed by more properties is slow on node 20 (see shared/report.ts).
+      // spread: a spread followed by more properties is slow on node 20 (see eslint.config.js).
       const log = ctx.state.log ? requestLog(ctx, logger) : logger;
       const bound = ctx.state.log ? line : Object.assign(bindings(ctx, reqId), line);
       if (debug) log.debug(bound, 'request');

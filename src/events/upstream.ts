@@ -19,7 +19,7 @@ export function observeUpstream(upstream: Upstream, events: MirrorEvents): Upstr
     },
     async request(req) {
       const started = performance.now();
-      // Spelled out, not `{ ...base, status }`: see middleware/shared/report.ts.
+      // Spelled out, not `{ ...base, status }`: see eslint.config.js.
       const { name } = upstream;
       try {
         const res = await upstream.request(req);
