@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { sha256, startFakeUpstream, type FakeUpstream } from '../../test/helpers/fake-upstream.js';
 import { raw } from '../../test/helpers/http.js';
@@ -139,31 +140,6 @@ describe('manifest cache', () => {
     expect(await mirror.mirror.storage.blobs.stat(d)).toBeUndefined();
   });
 
-  it('answers MANIFEST_UNKNOWN when the Accept header excludes the stored type', async () => {
-    upstream.addManifest('team/app', 'multi', Buffer.from(`{"schemaVersion":2,"mediaType":"${OCI_INDEX}","manifests":[]}`), OCI_INDEX);
-    const res = await raw(manifestUrl('multi'), { headers: { Accept: DOCKER_MANIFEST } });
-    expect(res.status).toBe(404);
-    expect(errorCode(res.body)).toBe('MANIFEST_UNKNOWN');
-    const ok = await raw(manifestUrl('multi'), { headers: { Accept: `${DOCKER_MANIFEST}, ${OCI_INDEX}` } });
-    expect(ok.status).toBe(200);
-    expect(ok.headers['content-type']).toBe(OCI_INDEX);
-    // Listed plainly (the fast path), or negotiated: wildcards, qualities, exclusions.
-    const cases: Array<[string, number]> = [
-      [OCI_INDEX, 200],
-      ['application/*', 200],
-      [`${DOCKER_MANIFEST}, */*;q=0.1`, 200],
-      [`${OCI_INDEX};q=0.5, ${DOCKER_MANIFEST}`, 200],
-      [`${OCI_INDEX};q=0`, 404],
-      [`${OCI_INDEX};q=0, */*`, 404],
-      [`${OCI_INDEX}, ${OCI_INDEX};q=0`, 200],
-      [`${OCI_INDEX}x`, 404],
-    ];
-    for (const [accept, status] of cases) {
-      const r = await raw(manifestUrl('multi'), { headers: { Accept: accept } });
-      expect([accept, r.status]).toEqual([accept, status]);
-    }
-  });
-
   it('shares one upstream fetch between concurrent misses', async () => {
     upstream.addManifest('team/app', '1.0', image());
     const all = await Promise.all(Array.from({ length: 10 }, () => raw(manifestUrl('1.0'))));
@@ -176,6 +152,84 @@ describe('manifest cache', () => {
     const a = { upstream: { name: 'docker.io' }, repository: 'library/nginx' } as never;
     const b = { upstream: { name: 'ghcr.io' }, repository: 'library/nginx' } as never;
     expect(tagKey(a, 'latest')).not.toBe(tagKey(b, 'latest'));
+  });
+});
+
+/**
+ * Accept headers against a stored OCI index, and the status each must answer: the type listed
+ * plainly (the fast path that skips negotiation), or negotiated: wildcards, qualities, exclusions.
+ */
+const ACCEPT_CASES: ReadonlyArray<readonly [accept: string, status: 200 | 404]> = [
+  [DOCKER_MANIFEST, 404],
+  [`${DOCKER_MANIFEST}, ${OCI_INDEX}`, 200],
+  [OCI_INDEX, 200],
+  ['application/*', 200],
+  [`${DOCKER_MANIFEST}, */*;q=0.1`, 200],
+  [`${OCI_INDEX};q=0.5, ${DOCKER_MANIFEST}`, 200],
+  [`${OCI_INDEX};q=0`, 404],
+  [`${OCI_INDEX};q=0, */*`, 404],
+  [`${OCI_INDEX}, ${OCI_INDEX};q=0`, 200],
+  [`${OCI_INDEX}x`, 404],
+];
+
+/** A HEAD as it comes off the wire: node's client would drop any body a HEAD answer carried. */
+async function headOnTheWire(url: string, accept: string) {
+  const { hostname, port, pathname } = new URL(url);
+  const socket = connect(Number(port), hostname);
+  socket.end(`HEAD ${pathname} HTTP/1.1\r\nHost: x\r\nAccept: ${accept}\r\nConnection: close\r\n\r\n`);
+  const chunks: Buffer[] = [];
+  for await (const chunk of socket) chunks.push(chunk as Buffer);
+  const text = Buffer.concat(chunks).toString('latin1');
+  const [head = '', ...rest] = text.split('\r\n\r\n');
+  const [statusLine = '', ...lines] = head.split('\r\n');
+  const header = (name: string) => lines.find((l) => l.toLowerCase().startsWith(`${name}:`))?.slice(name.length + 1).trim();
+  return { status: Number(statusLine.split(' ')[1]), header, after: rest.join('\r\n\r\n') };
+}
+
+/** A manifest is asked for by tag or by digest, and must negotiate the same either way. */
+const BY = ['tag', 'digest'] as const;
+type By = (typeof BY)[number];
+
+describe('Accept negotiation', () => {
+  let digest: string;
+  beforeEach(() => {
+    digest = upstream.addManifest('team/app', 'multi', Buffer.from(`{"schemaVersion":2,"mediaType":"${OCI_INDEX}","manifests":[]}`), OCI_INDEX);
+  });
+  const url = (by: By) => manifestUrl(by === 'tag' ? 'multi' : digest);
+  /** One GET a case, `headers` besides its Accept. */
+  async function answers(by: By, headers: Record<string, string> = {}) {
+    const out = [];
+    for (const [accept, status] of ACCEPT_CASES) out.push({ accept, status, res: await raw(url(by), { headers: { ...headers, Accept: accept } }) });
+    return out;
+  }
+  /** The index's own type, or the JSON of the OCI error. */
+  const typeFor = (status: number) => (status === 200 ? OCI_INDEX : 'application/json');
+
+  it.each(BY)('answers MANIFEST_UNKNOWN when the Accept header excludes the stored type (GET by %s)', async (by) => {
+    for (const { accept, status, res } of await answers(by)) {
+      expect(res.status, accept).toBe(status);
+      expect(res.headers['content-type'], accept).toBe(typeFor(status));
+      if (status === 404) expect(errorCode(res.body), accept).toBe('MANIFEST_UNKNOWN');
+    }
+  });
+
+  it.each(BY)('answers a HEAD by %s with the status, type and length of the GET, and no body', async (by) => {
+    for (const { accept, status, res: get } of await answers(by)) {
+      const head = await headOnTheWire(url(by), accept);
+      expect(head.status, accept).toBe(status);
+      expect(head.header('content-type'), accept).toBe(typeFor(status));
+      expect(head.header('content-length'), accept).toBe(get.headers['content-length']);
+      expect(head.after, accept).toBe('');
+    }
+  });
+
+  it('answers a conditional GET whose Accept excludes the type with 404, not 304', async () => {
+    // The type is checked before the ETag: a 304 would tell the client to use a manifest it
+    // said it cannot take.
+    for (const { accept, status, res } of await answers('tag', { 'If-None-Match': `"${digest}"` })) {
+      expect(res.status, accept).toBe(status === 200 ? 304 : 404);
+      if (status === 404) expect(errorCode(res.body), accept).toBe('MANIFEST_UNKNOWN');
+    }
   });
 });
 
