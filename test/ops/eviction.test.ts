@@ -135,7 +135,7 @@ describe('eviction', () => {
     expect(await stored(m, big)).toBe(false);
   });
 
-  it('releases the pin of a pipelined request whose connection went away before its turn', async () => {
+  it.each(['GET', 'HEAD'])('releases the pin of a pipelined %s whose connection went away before its turn', async (method) => {
     // A request queued behind another on one connection is served (and pinned) before it has a
     // socket; should the connection go away first, only its request's close tells. Access times
     // on a clock of the test's own, as above: what is unpinned expires the moment the test says.
@@ -155,7 +155,7 @@ describe('eviction', () => {
       const socket = connect(Number(port), hostname);
       socket.on('error', () => {});
       await once(socket, 'connect');
-      socket.write(`GET /v2/team/app/blobs/${big} HTTP/1.1\r\nHost: x\r\n\r\nGET /v2/team/app/blobs/${queued} HTTP/1.1\r\nHost: x\r\n\r\n`);
+      socket.write(`GET /v2/team/app/blobs/${big} HTTP/1.1\r\nHost: x\r\n\r\n${method} /v2/team/app/blobs/${queued} HTTP/1.1\r\nHost: x\r\n\r\n`);
       // The first is being answered (16 MiB: more than the socket takes while nobody reads), and
       // the second has been looked up, and pinned, behind it.
       await once(socket, 'data');
@@ -169,7 +169,7 @@ describe('eviction', () => {
       await m.mirror.eviction!.run();
       expect(await stored(m, queued), 'the queued blob kept: its pin was not released').toBe(false);
       expect(await stored(m, big)).toBe(false);
-      expect(served.find((e) => e.digest === queued)).toMatchObject({ status: 200, complete: false, bytes: 0 });
+      expect(served.find((e) => e.digest === queued)).toMatchObject({ method, status: 200, complete: false, bytes: 0 });
     } finally {
       vi.useRealTimers();
     }
