@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import type { RunningRedis } from '../test/helpers/redis.js';
 import { startS3, type RunningS3 } from '../test/helpers/s3.js';
 import { crowdCase, type CrowdSetup } from './crowd.js';
+import { floorCases } from './floor.js';
 import { cpuSeconds, ownCpuSeconds, pull, pullMany, sampleMemory, treeCpuSeconds } from './measure.js';
 import { replicasCase } from './replicas.js';
 import { workersCases } from './workers.js';
@@ -131,6 +132,8 @@ export async function round(s: Setup, b: Bench, i: number): Promise<Round> {
   const replicas = s.redis && i === s.rounds - 1 ? await replicasCase(s, b, s.redis) : undefined;
   const r10 = { direct10: await b.measured(fromUpstream, () => b.many(direct)), nginx10: await b.measured(fromNginx, () => b.many(nginx)) };
   const mirror10 = await mirrorMany(s, b, i);
+  // Right after the mirror's ten clients, whose peak it is the floor of.
+  const floor = await floorCases(s, b);
   // Once per run (about a minute), after the single mirror with ten clients they are compared with.
   const workers = s.workers && i === s.rounds - 1 ? await workersCases(s, b, i) : {};
   const requests = s.requests ? await requestCases(s, s.requests, b, i) : {};
@@ -147,6 +150,7 @@ export async function round(s: Setup, b: Bench, i: number): Promise<Round> {
     ...r10,
     mirrorCold10: mirror10.cold,
     mirrorWarm10: mirror10.warm,
+    ...floor,
     ...workers,
     ...requests,
     ...throttled,

@@ -119,7 +119,8 @@ export async function sampleMemory(pid: number, everyMs = 50): Promise<{ stop():
   };
 }
 
-async function statusKiB(pid: number, field: 'VmRSS' | 'VmHWM'): Promise<number> {
+/** A figure of /proc/<pid>/status, in KiB. */
+export async function statusKiB(pid: number, field: 'VmRSS' | 'VmHWM'): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
   if (!m) throw new Error(`/proc/${pid}/status has no ${field}`);

@@ -82,7 +82,8 @@ export function wrkRun(w: WrkResult, bytesEach: number): Run {
   };
 }
 
-type Section = 'blob' | 'requests' | 'throttled' | 'crowd';
+/** `floor`: runs whose only figure is memory, shown in the memory table alone. */
+type Section = 'blob' | 'requests' | 'throttled' | 'crowd' | 'floor';
 
 interface CaseInfo {
   label: string;
@@ -129,6 +130,7 @@ const CASES = {
   nginx10: { label: 'nginx sendfile, aggregate', section: 'blob', clients: 'many' },
   mirrorCold10: { label: 'mirror cold (one fill), aggregate', section: 'blob', clients: 'many' },
   mirrorWarm10: { label: 'mirror warm (restarted), aggregate', section: 'blob', clients: 'many' },
+  teeCold10: { label: 'the least Node tee, cold (bench/floor.mjs), aggregate', section: 'blob', clients: 'many' },
   replicasCold10: { label: '2 replicas on S3, cold, 5+5, aggregate', section: 'blob', clients: 'many' },
   replicasWarm10: { label: '2 replicas on S3, warm, 5+5, aggregate', section: 'blob', clients: 'many' },
   workers1Cold10: { label: 'mirror, workers: 1, cold (one fill), aggregate', section: 'blob', clients: 'many' },
@@ -145,6 +147,7 @@ const CASES = {
   workers2Small: { label: '4 KB blob: mirror, workers: 2, warm', section: 'requests', clients: 32 },
   ...throttledCases,
   crowdCold: { label: 'mirror cold, one fill, aggregate', section: 'crowd', clients: 300 },
+  stackIdle: { label: "the design card's stack alone (bench/floor.mjs), idle", section: 'floor', clients: 0 },
 } satisfies Record<string, CaseInfo>;
 
 export type CaseKey = keyof typeof CASES;
@@ -276,7 +279,12 @@ export function memory(rounds: Round[]): MemoryFigure[] {
       of: (r) => (r.crowdCold?.idleKiB === undefined ? undefined : mbOf(r.crowdCold.idleKiB)),
       target: { op: '<', value: 60 },
     },
+    {
+      label: "floor: node, koa, @koa/router, undici and keyv serving HTTP, nothing of the mirror's, idle as above",
+      of: (r) => (r.stackIdle?.idleKiB === undefined ? undefined : mbOf(r.stackIdle.idleKiB)),
+    },
     { label: 'peak with 10 clients, cold or warm (VmHWM)', of: (r) => maxOf(hwm(r.mirrorCold10), hwm(r.mirrorWarm10)), target: { op: '<', value: 100 } },
+    { label: 'floor: the least Node tee (one undici GET, no digest, no spool), 10 clients cold (VmHWM)', of: (r) => hwm(r.teeCold10) },
     { label: 'peak with 300 clients on one cold blob (VmHWM)', of: (r) => hwm(r.crowdCold) },
   ];
   return defs.flatMap(({ of, ...d }) => {

@@ -7,7 +7,8 @@
  * small requests with wrk (a manifest by tag within its TTL, a 4 KB blob; mirror, proxy mode,
  * nginx), the upstream behind a throttled link (1 and 2.5 Gbit/s, a 10 MB and the big layer,
  * direct and through a cold mirror), and 300 clients on one cold 50 MB blob (the mirror's peak
- * RSS, and its idle RSS before). Every case runs once per round, `--runs` rounds (5 by
+ * RSS, and its idle RSS before), and the floor under the memory figures (bench/floor.mjs: the
+ * design card's stack alone, idle, and the least Node tee with ten clients). Every case runs once per round, `--runs` rounds (5 by
  * default), so that ratios compare runs taken close together: each ratio is computed within
  * a round, then its median and range are printed. Beside every figure: the CPU seconds per GB
  * of the process(es) serving it, read from /proc, which do not depend on how busy the machine is.

@@ -197,6 +197,26 @@ export async function startMirror({ upstreamUrl, dataDir, work, nodeFlags = [], 
   };
 }
 
+const FLOOR = resolve(import.meta.dirname, 'floor.mjs');
+
+/**
+ * One of bench/floor.mjs's programs (the design card's stack alone, or the least tee) as its own
+ * process, started with the server's node flags like the mirror, and ready when it answers /healthz.
+ */
+export async function startFloor(args: ['stack'] | ['tee', string, number]): Promise<Server> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const proc = spawnTracked(process.execPath, [...SERVER_NODE_FLAGS, FLOOR, ...args.map(String)], { env: { ...process.env, PORT: String(port) } });
+  await waitReady(proc, `${url}/healthz`, `floor.mjs ${args[0]}`, async () => proc.output());
+  return {
+    url,
+    pid: proc.pid,
+    async stop() {
+      await terminate(proc, 10_000);
+    },
+  };
+}
+
 async function waitReady(proc: Tracked, url: string, what: string, logs: () => Promise<string>): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS;
   let last = 'no answer yet';
