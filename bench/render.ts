@@ -10,12 +10,12 @@ import { promisify } from 'node:util';
 import { log, ROOT, runMain } from './harness.js';
 import { buildCases, report, resultsHeader, writeText, type Context, type RunMeta } from './report.js';
 
-type Saved = RunMeta & { rounds: Parameters<typeof report>[1]; clients: number; wrk: Context['wrk']; blobs: Record<'big' | 'small' | 'crowd', { size: number }> };
+type Saved = RunMeta & { rounds: Parameters<typeof report>[1]; clients: number; wrk: Context['wrk']; smallLayers?: number; blobs: Record<'big' | 'small' | 'crowd', { size: number }> };
 
 await runMain(async () => {
   const saved = JSON.parse(await readFile(join(ROOT, 'bench', 'results', 'latest.json'), 'utf8')) as Saved;
   if (saved.flags.quick || saved.flags['cpu-prof']) throw new Error('latest.json is from a --quick or --cpu-prof run: not for bench/RESULTS.md');
-  const context: Context = { sizes: { big: saved.blobs.big.size, small: saved.blobs.small.size, crowd: saved.blobs.crowd.size }, wrk: saved.wrk, clients: saved.clients };
+  const context: Context = { sizes: { big: saved.blobs.big.size, small: saved.blobs.small.size, smallLayers: saved.smallLayers ?? 1, crowd: saved.blobs.crowd.size }, wrk: saved.wrk, clients: saved.clients };
   // HEAD only: the results file this writes is itself a change to the tree.
   const head = (await promisify(execFile)('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'])).stdout.trim();
   const note = `Shown again by \`npm run bench:render\` at commit ${head}, from that run's bench/results/latest.json.\n`;

@@ -106,7 +106,7 @@ const throttledCases = Object.fromEntries(
       (['Direct', 'Mirror'] as const).map((who) => [
         `${r.key}${size}${who}`,
         {
-          label: `${r.label}, ${size === 'Small' ? 'small' : 'big'} layer, ${who === 'Direct' ? 'direct' : 'mirror cold'}`,
+          label: `${r.label}, ${size === 'Small' ? 'small layers' : 'big layer'}, ${who === 'Direct' ? 'direct' : 'mirror cold'}`,
           section: 'throttled',
           clients: 1,
         },
@@ -248,7 +248,7 @@ const RATIOS: RatioDef[] = [
   over('4 KB blob, req/s: mirror / proxy-mode', 'smallMirror', 'smallProxy'),
   ...RATES.flatMap((rate) =>
     (['Small', 'Big'] as const).map((size) =>
-      over(`${rate.label}, ${size === 'Small' ? 'small' : 'big'} layer: mirror cold / direct`, `${rate.key}${size}Mirror`, `${rate.key}${size}Direct`),
+      over(`${rate.label}, ${size === 'Small' ? 'small layers' : 'big layer'}: mirror cold / direct`, `${rate.key}${size}Mirror`, `${rate.key}${size}Direct`),
     ),
   ),
 ];
@@ -313,8 +313,8 @@ const met = (target: { op: '>=' | '<'; value: number } | undefined, v: number | 
 };
 
 export interface Context {
-  /** The big layer's size in bytes, the small throttled one's, the crowd's blob's. */
-  sizes: { big: number; small: number; crowd: number };
+  /** The big layer's size in bytes, the small throttled ones' (and how many a round pulls), the crowd's blob's. */
+  sizes: { big: number; small: number; smallLayers: number; crowd: number };
   wrk: { available: boolean; seconds: number; connections: number; threads: number };
   clients: number;
 }
@@ -392,7 +392,7 @@ export function report(c: Cases, rounds: Round[], ctx: Context): string {
   }
 
   const throttled = section('throttled');
-  lines.push('', `### Upstream behind a throttled link (small layer ${sizeName(ctx.sizes.small)}, big ${sizeName(ctx.sizes.big)}), MB/s`, '');
+  lines.push('', `### Upstream behind a throttled link (small: ${ctx.sizes.smallLayers > 1 ? `${ctx.sizes.smallLayers} layers of ${sizeName(ctx.sizes.small)}, each pulled once a round, summed` : `one ${sizeName(ctx.sizes.small)} layer`}; big ${sizeName(ctx.sizes.big)}), MB/s`, '');
   lines.push(
     ...mdTable(
       ['case', 'MB/s median', 'range', 'server CPU s/GB (range)', 'ok runs'],

@@ -54,6 +54,8 @@ import { startNginx } from './servers.js';
 import { startLinks } from './throttled.js';
 
 const MiB = 1024 * 1024;
+/** The small layers the throttled cases pull once each a round (one with --quick): see throttled.ts. */
+const SMALL_LAYERS = 5;
 const RESULTS = join(ROOT, 'bench', 'results');
 const PROFILES = join(RESULTS, 'profiles');
 
@@ -85,6 +87,8 @@ async function main(): Promise<void> {
   const upstream = await upstreamIn(work);
   const big = await pushLayerImage(upstream, 'bench/big', sizes.big, 'bench');
   const small = await pushLayerImage(upstream, 'bench/ten', sizes.small, 'bench-small');
+  const smalls = [small];
+  for (let k = 2; k <= (quick ? 1 : SMALL_LAYERS); k++) smalls.push(await pushLayerImage(upstream, `bench/ten-${k}`, sizes.small, `bench-small-${k}`));
   const crowdBlob = sizes.crowd === sizes.small ? small : await pushLayerImage(upstream, 'bench/crowd', sizes.crowd, 'bench-crowd');
   const wrkOptions = { threads: 2, connections: 32, seconds: quick ? 2 : 10 };
   const wrkAvailable = hasWrk();
@@ -124,7 +128,7 @@ async function main(): Promise<void> {
     onMirror: (pid, label) => mirrors.set(pid, label),
     ...(requests ? { requests } : {}),
     throttled: {
-      small: { repository: 'bench/ten', digest: small.digest, size: small.size },
+      small: smalls.map((layer, k) => ({ repository: k === 0 ? 'bench/ten' : `bench/ten-${k + 1}`, digest: layer.digest, size: layer.size })),
       links,
       warmUp: { repository: tiny.repository, digest: tiny.blob.digest, size: tiny.blob.bytes.length },
     },
@@ -146,7 +150,7 @@ async function main(): Promise<void> {
     return round(setup, b, i);
   });
   const cases = buildCases(rounds, setup.clients);
-  const context: Context = { sizes: { big: big.size, small: small.size, crowd: crowdBlob.size }, wrk: { available: wrkAvailable, ...wrkOptions }, clients: setup.clients };
+  const context: Context = { sizes: { big: big.size, small: small.size, smallLayers: smalls.length, crowd: crowdBlob.size }, wrk: { available: wrkAvailable, ...wrkOptions }, clients: setup.clients };
   const seconds = (Date.now() - started) / 1000;
   const loadAfter = loadavg();
   const machine = { cpus: cpus().length, cpu: cpus()[0]?.model ?? '?', node: process.version };
@@ -168,6 +172,7 @@ async function main(): Promise<void> {
     profiled: flags['cpu-prof'] ?? false,
     s3: setup.s3,
     replicas: setup.redis !== undefined,
+    smallLayers: smalls.length,
     blobs: { big: { digest: big.digest, size: big.size }, small: { digest: small.digest, size: small.size }, crowd: { digest: crowdBlob.digest, size: crowdBlob.size } },
     runs,
     clients: setup.clients,
