@@ -10,15 +10,17 @@
  * and all; and it has no configuration of its own to get wrong. Its CPU time is the bench's
  * own, not the mirror's or the upstream's, so it does not show in their CPU seconds.
  *
- * The pacing is a token bucket 5 ms deep that earns no tokens while the link is idle: each
- * chunk is due when the chunks before it would have finished at the rate. A chunk that finds
- * that schedule behind by less than 5 ms (a timer that fired late: node's timers have 1 ms
- * steps, and a 64 KiB chunk lasts 0.5 ms at 1 Gbit/s) goes at once, to catch up, so that
- * lateness of the harness is not bandwidth lost for good; after a longer silence the schedule
- * starts afresh from now, so that idle time earns no burst and a small pull starts at the rate,
- * not above it. The bucket was 50 ms deep until a run of back-to-back 10 MB pulls showed what
- * that allows: a pull that starts within 50 ms of the last one's end catches up the gap, and
- * went through a 1 Gbit/s link in 63-72 ms instead of 80.
+ * The pacing is a schedule: each chunk is due when the chunks before it would have finished at
+ * the rate, and a link that sat idle starts afresh from now, so that idle time earns no burst
+ * and a small pull starts at the rate, not above it. What the harness itself loses, a timer
+ * that fired late (node's timers have 1 ms steps, where a 64 KiB chunk lasts 0.5 ms at 1 Gbit/s;
+ * a busy machine fires them later still), is owed and made up by the next chunks, up to 50 ms
+ * of it, and so is a gap of up to GRACE_MS between two chunks (the proxy reading the next one:
+ * lost for good, it cut a 2.5 Gbit/s link to 167 MB/s), so that neither is bandwidth lost for
+ * good. Until this was told apart from idle time,
+ * a pull that started within 50 ms of the last one's end caught up the gap as if it were owed:
+ * 10 MB went through a 1 Gbit/s link in 63-72 ms instead of 80; and a 5 ms allowance, tried
+ * next, cost the link 6 % of its rate (117 MB/s at 1 Gbit/s) on a busy machine.
  */
 import { createConnection, createServer, type Socket } from 'node:net';
 
@@ -28,9 +30,14 @@ export interface Throttle {
   stop(): Promise<void>;
 }
 
+/** A gap between two chunks this short is the harness's own work (reading the socket, a turn of the loop), not idle time. */
+const GRACE_MS = 2;
+
 class TokenBucket {
   /** When the link is free again: the end of what has been let through so far, at the rate. */
   private due = 0;
+  /** Time the harness lost to timers that fired late, not yet made up (at most the bucket's depth). */
+  private owed = 0;
 
   constructor(
     private readonly rate: number,
@@ -40,11 +47,22 @@ class TokenBucket {
   /** Lets `n` bytes through; answers how many ms to wait before sending them. */
   take(n: number): number {
     const now = performance.now();
-    // Behind by more than the bucket's depth: the link was idle, not late; start afresh.
-    if (now - this.due > this.depthMs) this.due = now;
-    const start = this.due;
-    this.due += (n * 1000) / this.rate;
+    let start = this.due;
+    const behind = now - start;
+    if (behind > 0) {
+      // Behind: what late timers and a moment's work between two chunks cost is made up at
+      // once; longer, the link sat idle (a new request), which earns nothing.
+      const catchUp = behind <= GRACE_MS ? behind : Math.min(behind, this.owed);
+      this.owed = Math.max(0, this.owed - catchUp);
+      start = now - catchUp;
+    }
+    this.due = start + (n * 1000) / this.rate;
     return Math.max(0, start - now);
+  }
+
+  /** A send that waited for its turn went `ms` after it was due. */
+  late(ms: number): void {
+    this.owed = Math.min(this.depthMs, this.owed + ms);
   }
 }
 
@@ -62,8 +80,12 @@ function paced(from: Socket, to: Socket, bucket: TokenBucket): void {
     pending++;
     from.pause();
     const wait = bucket.take(chunk.length);
-    if (wait <= 0) send(chunk);
-    else setTimeout(send, wait, chunk);
+    if (wait <= 0) return send(chunk);
+    const at = performance.now() + wait;
+    setTimeout(() => {
+      bucket.late(performance.now() - at);
+      send(chunk);
+    }, wait);
   });
   from.on('end', () => {
     ended = true;
@@ -71,7 +93,7 @@ function paced(from: Socket, to: Socket, bucket: TokenBucket): void {
   });
 }
 
-export function startThrottle(target: URL, bytesPerSecond: number, depthMs = 5): Promise<Throttle> {
+export function startThrottle(target: URL, bytesPerSecond: number, depthMs = 50): Promise<Throttle> {
   const bucket = new TokenBucket(bytesPerSecond, depthMs);
   const sockets = new Set<Socket>();
   const server = createServer((client) => {
