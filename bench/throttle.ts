@@ -11,16 +11,17 @@
  * own, not the mirror's or the upstream's, so it does not show in their CPU seconds.
  *
  * The pacing is a schedule: each chunk is due when the chunks before it would have finished at
- * the rate, and a link that sat idle starts afresh from now, so that idle time earns no burst
- * and a small pull starts at the rate, not above it. What the harness itself loses, a timer
- * that fired late (node's timers have 1 ms steps, where a 64 KiB chunk lasts 0.5 ms at 1 Gbit/s;
- * a busy machine fires them later still), is owed and made up by the next chunks, up to 50 ms
- * of it, and so is a gap of up to GRACE_MS between two chunks (the proxy reading the next one:
- * lost for good, it cut a 2.5 Gbit/s link to 167 MB/s), so that neither is bandwidth lost for
- * good. Until this was told apart from idle time,
- * a pull that started within 50 ms of the last one's end caught up the gap as if it were owed:
- * 10 MB went through a 1 Gbit/s link in 63-72 ms instead of 80; and a 5 ms allowance, tried
- * next, cost the link 6 % of its rate (117 MB/s at 1 Gbit/s) on a busy machine.
+ * the rate. The first chunk of an answer (the first the upstream sends after the client last
+ * sent anything) starts afresh from now at the latest, so that idle time between requests earns
+ * no burst and a small pull starts at the rate, not above it. Within an answer, a schedule that
+ * fell behind (a timer that fired late: node's have 1 ms steps, where a 64 KiB chunk lasts 0.5
+ * ms at 1 Gbit/s; a busy machine that descheduled this process; a receiver that stopped reading
+ * for a moment, where a real link's buffers would have kept the bytes coming) catches up, by at
+ * most the bucket's 50 ms, so that the harness's lateness is not bandwidth lost for good.
+ * Telling the two apart by the request, not by the length of a gap, came after both ways of
+ * doing it by time went wrong: a pull within 50 ms of the last one's end caught up the gap as if
+ * it were late (10 MB through 1 Gbit/s in 63-72 ms instead of 80), and a 5 ms allowance lost the
+ * harness's lateness on a busy machine (117 MB/s at 1 Gbit/s, 264 at 2.5).
  */
 import { createConnection, createServer, type Socket } from 'node:net';
 
@@ -30,46 +31,33 @@ export interface Throttle {
   stop(): Promise<void>;
 }
 
-/** A gap between two chunks this short is the harness's own work (reading the socket, a turn of the loop), not idle time. */
-const GRACE_MS = 2;
-
 class TokenBucket {
   /** When the link is free again: the end of what has been let through so far, at the rate. */
   private due = 0;
-  /** Time the harness lost to timers that fired late, not yet made up (at most the bucket's depth). */
-  private owed = 0;
 
   constructor(
     private readonly rate: number,
     private readonly depthMs: number,
   ) {}
 
-  /** Lets `n` bytes through; answers how many ms to wait before sending them. */
-  take(n: number): number {
+  /** Lets `n` bytes through, the first of an answer if `first`; answers how many ms to wait before sending them. */
+  take(n: number, first: boolean): number {
     const now = performance.now();
-    let start = this.due;
-    const behind = now - start;
-    if (behind > 0) {
-      // Behind: what late timers and a moment's work between two chunks cost is made up at
-      // once; longer, the link sat idle (a new request), which earns nothing.
-      const catchUp = behind <= GRACE_MS ? behind : Math.min(behind, this.owed);
-      this.owed = Math.max(0, this.owed - catchUp);
-      start = now - catchUp;
-    }
+    const start = Math.max(this.due, first ? now : now - this.depthMs);
     this.due = start + (n * 1000) / this.rate;
     return Math.max(0, start - now);
   }
-
-  /** A send that waited for its turn went `ms` after it was due. */
-  late(ms: number): void {
-    this.owed = Math.min(this.depthMs, this.owed + ms);
-  }
 }
 
-/** Forwards `from` to `to`, each chunk once the bucket allows it, with `to`'s backpressure respected. */
+/**
+ * Forwards `from` (the upstream) to `to` (the client), each chunk once the bucket allows it, with
+ * `to`'s backpressure respected; the first chunk after `to` last sent anything starts an answer.
+ */
 function paced(from: Socket, to: Socket, bucket: TokenBucket): void {
   let pending = 0;
   let ended = false;
+  let answering = false;
+  to.on('data', () => (answering = false));
   const send = (chunk: Buffer): void => {
     if (to.destroyed) return;
     if (to.write(chunk)) from.resume();
@@ -79,13 +67,10 @@ function paced(from: Socket, to: Socket, bucket: TokenBucket): void {
   from.on('data', (chunk: Buffer) => {
     pending++;
     from.pause();
-    const wait = bucket.take(chunk.length);
-    if (wait <= 0) return send(chunk);
-    const at = performance.now() + wait;
-    setTimeout(() => {
-      bucket.late(performance.now() - at);
-      send(chunk);
-    }, wait);
+    const wait = bucket.take(chunk.length, !answering);
+    answering = true;
+    if (wait <= 0) send(chunk);
+    else setTimeout(send, wait, chunk);
   });
   from.on('end', () => {
     ended = true;
