@@ -2,10 +2,11 @@
  * The upstream behind a throttled link (throttle.ts: a token-bucket TCP proxy in this process),
  * at 1 Gbit/s (125 MB/s) and at 2.5 Gbit/s (312.5 MB/s): the small layers (10 MB each) and the
  * big one, pulled by one client straight through the link (direct), then cold through a fresh
- * mirror whose upstream is that link (warmed up first by a pull of another, 4 KB, blob). One
- * 10 MB pull lasts 30 to 80 ms, so a single one per round swung its ratio by a quarter either
- * way: each small layer is pulled once, in turn, and the round's figure is over all of them. The ratio mirror cold / direct then says what the mirror costs
- * where the network, not loopback, is the bottleneck, as it is in front of a real registry.
+ * mirror whose upstream is that link (warmed up first by a pull of another, 4 KB, blob). The
+ * ratio mirror cold / direct then says what the mirror costs where the network, not loopback,
+ * is the bottleneck, as it is in front of a real registry. One 10 MB pull lasts 30 to 80 ms, so
+ * a single one per round swung its ratio by a quarter either way: each small layer is pulled
+ * once, in turn, and the round's figure is over all of them.
  */
 import { mirrorIn, withDataDir, type Bench, type Setup } from './cases.js';
 import { mbps, pull } from './measure.js';
