@@ -187,12 +187,7 @@ export async function startMirror({ upstreamUrl, dataDir, work, nodeFlags = [], 
   return {
     url,
     pid: proc.pid,
-    async stop() {
-      const exit = proc.exit();
-      // A mirror that is gone before it is stopped crashed: its runs failed, and this says why.
-      if (exit) process.stderr.write(`[bench] the mirror at ${url} ${describeExit(exit)} on its own:\n${proc.output()}\n`);
-      await terminate(proc, 10_000);
-    },
+    stop: () => stopChild(proc, `the mirror at ${url}`),
     logs: () => proc.output(),
   };
 }
@@ -211,10 +206,15 @@ export async function startFloor(args: ['stack'] | ['tee', string, number]): Pro
   return {
     url,
     pid: proc.pid,
-    async stop() {
-      await terminate(proc, 10_000);
-    },
+    stop: () => stopChild(proc, `floor.mjs ${args[0]} at ${url}`),
   };
+}
+
+/** Stops a server this bench started; one that is gone before it is stopped crashed: its runs failed, and this says why. */
+async function stopChild(proc: Tracked, what: string): Promise<void> {
+  const exit = proc.exit();
+  if (exit) process.stderr.write(`[bench] ${what} ${describeExit(exit)} on its own:\n${proc.output()}\n`);
+  await terminate(proc, 10_000);
 }
 
 async function waitReady(proc: Tracked, url: string, what: string, logs: () => Promise<string>): Promise<void> {
